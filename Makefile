@@ -1,0 +1,37 @@
+# calliper-pipeline: every target sets itself up. `make run` then `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+STAMP := $(VENV)/.installed
+# torch's CPU wheel lies in PIP_FIND_LINKS on machines that carry one; uv does not read pip's variable.
+FIND_LINKS := $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),)
+CITY ?= london
+
+.PHONY: setup run test lint bench dagster mlflow-ui clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(UV) || $(PY) -m pip install -q uv==0.13.9
+	$(UV) pip install --python $(PY) $(FIND_LINKS) -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+run: setup
+	$(PY) -m calliper_pipeline.cli run-all --city $(CITY)
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .calliper

@@ -1,0 +1,1 @@
+"""calliper-pipeline library."""
