@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 run: setup
-	$(PY) -m calliper_pipeline.cli run-all --city $(CITY)
+	$(PY) -m calliper_pipeline.cli run-all --city $(CITY) --results docs/results.md
 
 test: setup
 	$(PY) -m pytest -q

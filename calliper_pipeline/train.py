@@ -76,7 +76,7 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
         raise ValueError(f"need at least 2 POIs to train, got {n}")
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n)
-    n_val = max(1, int(round(n * val_fraction)))
+    n_val = max(1, round(n * val_fraction))
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 

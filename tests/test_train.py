@@ -40,7 +40,7 @@ def _toy(n: int = 1200, seed: int = 0):
 
 def test_split_is_seeded_and_disjoint():
     a_train, a_val = split_indices(100, 0.1, 3)
-    b_train, b_val = split_indices(100, 0.1, 3)
+    _b_train, b_val = split_indices(100, 0.1, 3)
     assert np.array_equal(a_val, b_val) and len(a_val) == 10
     assert set(a_train).isdisjoint(a_val) and len(a_train) + len(a_val) == 100
 
@@ -92,10 +92,23 @@ def test_same_seed_same_result():
 def test_resume_continues_from_last_checkpoint(tmp_path):
     spec, _, coords, label, table = _toy(400)
     full = train(spec, coords, label, table, TrainConfig(epochs=4, batch_size=64, seed=2))
-    train(spec, coords, label, table, TrainConfig(epochs=2, batch_size=64, seed=2),
-          checkpoint_dir=tmp_path)
-    resumed = train(spec, coords, label, table, TrainConfig(epochs=4, batch_size=64, seed=2),
-                    checkpoint_dir=tmp_path, resume=True)
+    train(
+        spec,
+        coords,
+        label,
+        table,
+        TrainConfig(epochs=2, batch_size=64, seed=2),
+        checkpoint_dir=tmp_path,
+    )
+    resumed = train(
+        spec,
+        coords,
+        label,
+        table,
+        TrainConfig(epochs=4, batch_size=64, seed=2),
+        checkpoint_dir=tmp_path,
+        resume=True,
+    )
     assert [h.epoch for h in resumed.history] == [1, 2, 3, 4]
     assert [h.val_loss for h in resumed.history] == pytest.approx(
         [h.val_loss for h in full.history], rel=1e-4
