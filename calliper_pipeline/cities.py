@@ -120,7 +120,7 @@ def utm_epsg(lon: float, lat: float) -> int:
     """EPSG code of the WGS84 UTM zone containing (lon, lat) degrees (326xx north, 327xx south)."""
     if not (-180.0 <= lon <= 180.0 and -80.0 <= lat <= 84.0):
         raise ConfigError(f"no UTM zone for lon={lon}, lat={lat}")
-    zone = min(int(math.floor((lon + 180.0) / 6.0)) + 1, 60)
+    zone = min(math.floor((lon + 180.0) / 6.0) + 1, 60)
     return (32600 if lat >= 0 else 32700) + zone
 
 
@@ -131,9 +131,7 @@ def _parse_city(doc: Mapping[str, Any], source: str) -> CitySpec:
         snapshot = SnapshotSpec(columns=columns, **snap)
         evaluation = EvaluationSpec(**doc["evaluation"]) if "evaluation" in doc else None
         bounds = doc.get("bounds_wgs84")
-        rest = {
-            k: v for k, v in doc.items() if k not in {"snapshot", "evaluation", "bounds_wgs84"}
-        }
+        rest = {k: v for k, v in doc.items() if k not in {"snapshot", "evaluation", "bounds_wgs84"}}
         return CitySpec(
             snapshot=snapshot,
             evaluation=evaluation,

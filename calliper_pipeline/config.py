@@ -26,7 +26,8 @@ class DescriptionConfig:
 class EncoderConfig:
     """Location encoder = positional encoding (``pe``) + network (``network``)."""
 
-    pe: str = "grid"  # grid | theory | spherec | spherec+ | spherem | spherem+ | sphericalharmonics | wrap | direct
+    # grid | theory | spherec | spherec+ | spherem | spherem+ | sphericalharmonics | wrap | direct
+    pe: str = "grid"
     network: str = "fcnet"  # fcnet | mlp | siren
     min_lambda_m: float = 100.0  # smallest wavelength of grid/theory, metres
     max_lambda_m: float = 10_000.0  # largest wavelength of grid/theory, metres

@@ -1,0 +1,186 @@
+"""Ingestion: the POI snapshot (observed) and the normalised ``pois`` table, with its checks."""
+
+# No ``from __future__ import annotations`` in the asset modules: Dagster reads config and
+# resource types from the asset functions' annotations at definition time. Library stages are
+# imported inside the bodies, so loading the code location (webserver, daemon, each step
+# process) does not import torch and MLflow.
+
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+
+from assets.config import DriftCheckConfig
+from assets.metadata import column_schema, markdown_table, numbers
+from assets.partitions import Cities
+from assets.resources import DUCKDB_POOL, DataLocationResource, DuckDBResource
+from calliper_pipeline.hashing import file_hash
+
+GROUP = "ingestion"
+POI_SNAPSHOT = dg.AssetKey("poi_snapshot")
+POIS = dg.AssetKey("pois")
+BLOCKING_POI_CHECKS = (
+    "pois_not_empty",
+    "pois_have_unique_ids",
+    "pois_within_city_bounds",
+    "pois_have_descriptions",
+)
+
+
+def build_snapshot(cities: Cities) -> dg.SourceAsset:
+    """``poi_snapshot``: observable source whose data version is the snapshot file's SHA-256."""
+
+    @dg.observable_source_asset(
+        name=POI_SNAPSHOT.path[-1],
+        partitions_def=cities.partitions,
+        group_name=GROUP,
+        description="The city's POI snapshot file; its SHA-256 content hash is the data version.",
+    )
+    def poi_snapshot(
+        context: dg.AssetExecutionContext, data: DataLocationResource
+    ) -> dg.DataVersionsByPartition:
+        one = context.has_partition_key
+        versions = {}
+        for key in [context.partition_key] if one else sorted(cities.specs):
+            path = cities.spec(key).snapshot_path(data.data_root_path)
+            if not path.is_file():
+                if one:
+                    raise FileNotFoundError(f"snapshot of {key!r} not found: {path}")
+                context.log.warning(f"{key}: no snapshot at {path}; not observed")
+                continue
+            versions[key] = file_hash(path)
+            context.log.info(f"{key}: {path} has hash {versions[key][:12]}")
+        with warnings.catch_warnings():  # beta in dagster 1.13, and what partitions need
+            warnings.simplefilter("ignore", dg.BetaWarning)
+            return dg.DataVersionsByPartition(versions)
+
+    return poi_snapshot
+
+
+def build_pois(cities: Cities) -> dg.AssetsDefinition:
+    """``pois``: the normalised POI table (and quarantine) of one city in DuckDB."""
+
+    @dg.asset(
+        name=POIS.path[-1],
+        partitions_def=cities.partitions,
+        deps=[POI_SNAPSHOT],
+        group_name=GROUP,
+        pool=DUCKDB_POOL,
+        automation_condition=dg.AutomationCondition.eager(),
+        kinds={"duckdb"},
+        code_version="1",
+        description=(
+            "Normalised POIs (id, name, category, group, description, WGS84 lon/lat, metric "
+            "x_m/y_m), the city's rows replaced in one transaction; rejected rows go to the "
+            "quarantine table with a reason. Data version = snapshot hash."
+        ),
+    )
+    def pois(
+        context: dg.AssetExecutionContext, duckdb: DuckDBResource, data: DataLocationResource
+    ) -> dg.MaterializeResult:
+        from calliper_pipeline import stages
+
+        city = cities.spec(context.partition_key)
+        with duckdb.connect() as con:
+            out = stages.ingest_profiled(con, city, data.data_root_path)
+        r = out.report
+        context.log.info(
+            f"{city.key}: {r.rows_valid:,} POIs stored, {r.rows_quarantined:,} quarantined, "
+            f"{r.rows_filtered_out:,} filtered out of {r.rows_read:,} rows ({r.seconds:.1f} s)"
+        )
+        quarantined = {f"quarantined_{k.replace(' ', '_')}": v for k, v in r.quarantined_by.items()}
+        mix = out.category_mix.rename_axis("category").reset_index()
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(r.snapshot_hash),
+            metadata={
+                "dagster/row_count": r.rows_valid,
+                "dagster/column_schema": column_schema(out.sample),
+                "snapshot_hash": r.snapshot_hash,
+                "snapshot_path": dg.MetadataValue.path(r.source_path),
+                "preview": dg.MetadataValue.md(markdown_table(out.sample)),
+                "category_mix_top": dg.MetadataValue.md(markdown_table(mix, max_rows=10)),
+                **numbers(
+                    {
+                        "rows_read": r.rows_read,
+                        "rows_filtered_out": r.rows_filtered_out,
+                        "rows_quarantined": r.rows_quarantined,
+                        "n_categories": len(out.category_mix),
+                        "metric_epsg": r.metric_epsg,
+                        "ingest_seconds": r.seconds,
+                        **quarantined,
+                    }
+                ),
+            },
+        )
+
+    return pois
+
+
+def build_poi_checks(cities: Cities) -> list[dg.AssetChecksDefinition]:
+    """Blocking invariants of ``pois`` (one measurement, four checks) and the drift warning."""
+    specs = [
+        dg.AssetCheckSpec(name, asset=POIS, blocking=True, partitions_def=cities.partitions)
+        for name in BLOCKING_POI_CHECKS
+    ]
+
+    @dg.multi_asset_check(specs=specs, name="pois_quality", pool=DUCKDB_POOL)
+    def pois_quality(
+        context: dg.AssetCheckExecutionContext,
+        duckdb: DuckDBResource,
+        data: DataLocationResource,
+    ) -> Iterator[dg.AssetCheckResult]:
+        from calliper_pipeline import quality
+
+        city = cities.spec(context.partition_key)
+        with duckdb.connect(read_only=True) as con:
+            q = quality.poi_quality(con, city, data.data_root_path)
+        bounds = {"bounds_m": dg.MetadataValue.json(list(q.bounds_m))}
+        yield _result("pois_not_empty", q.n_pois > 0, n_pois=q.n_pois)
+        yield _result("pois_have_unique_ids", q.n_duplicate_ids == 0, duplicates=q.n_duplicate_ids)
+        yield _result(
+            "pois_within_city_bounds", q.n_outside_bounds == 0, outside=q.n_outside_bounds, **bounds
+        )
+        yield _result(
+            "pois_have_descriptions",
+            q.n_missing_description == 0,
+            missing=q.n_missing_description,
+        )
+
+    @dg.asset_check(
+        asset=POIS,
+        name="pois_category_mix_stable",
+        partitions_def=cities.partitions,
+        pool=DUCKDB_POOL,
+        description="Warns when the category mix moved more than max_tvd since the last ingest.",
+    )
+    def pois_category_mix_stable(
+        context: dg.AssetCheckExecutionContext, config: DriftCheckConfig, duckdb: DuckDBResource
+    ) -> dg.AssetCheckResult:
+        from calliper_pipeline import quality
+
+        with duckdb.connect(read_only=True) as con:
+            drift = quality.category_mix_drift(con, context.partition_key)
+        meta: dict[str, Any] = {"max_tvd": config.max_tvd}
+        if drift.tvd is None:
+            meta["note"] = "first ingest of this city: nothing to compare with"
+            return dg.AssetCheckResult(passed=True, metadata=meta)
+        meta |= {
+            "tvd": drift.tvd,
+            "ingest_id": drift.current_ingest_id,
+            "previous_ingest_id": drift.previous_ingest_id,
+            "largest_changes": dg.MetadataValue.md(markdown_table(drift.changes, max_rows=10)),
+        }
+        return dg.AssetCheckResult(
+            passed=drift.tvd <= config.max_tvd,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata=meta,
+        )
+
+    return [pois_quality, pois_category_mix_stable]
+
+
+def _result(name: str, passed: bool, **metadata: Any) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=POIS, check_name=name, passed=bool(passed), metadata=dict(metadata)
+    )

@@ -1,0 +1,184 @@
+"""Typed resources: the DuckDB warehouse, the frozen text encoder, data paths, MLflow tracking.
+
+:func:`default_resources` builds them from :mod:`calliper_pipeline.settings` (environment
+variables ``CALLIPER_HOME``, ``CALLIPER_DATA_ROOT``) plus ``CALLIPER_TEXT_ENCODER``
+(``minilm``/``hashing``), ``CALLIPER_TEXT_DEVICE`` and ``MLFLOW_TRACKING_URI``. Nothing is
+created on disk until a run uses a resource.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+import duckdb
+from pydantic import Field
+
+from calliper_pipeline import settings
+
+if TYPE_CHECKING:  # torch and mlflow load only when a run needs them
+    from calliper_pipeline.registry import TrackingConfig
+    from calliper_pipeline.text import TextEncoder
+
+DUCKDB_POOL = "duckdb"  # DuckDB allows one writing process: its users share this pool (limit 1)
+_LOCK_MESSAGES = ("Could not set lock", "Conflicting lock")
+
+
+class DuckDBResource(dg.ConfigurableResource):
+    """The DuckDB warehouse file.
+
+    DuckDB lets one process hold a file open for writing (and then no other process may read
+    it): the assets that use it share the ``duckdb`` pool, and a connection that meets another
+    process's lock is retried until ``lock_timeout_s``.
+    """
+
+    path: str = Field(description="DuckDB file (created on first write)")
+    lock_timeout_s: float = Field(default=600.0, description="wait this long for a file lock")
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for the block, closed afterwards."""
+        con = self._open(read_only)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        from calliper_pipeline.store import connect as store_connect
+
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.2
+        while True:
+            try:
+                return store_connect(Path(self.path), read_only=read_only)
+            except duckdb.IOException as exc:
+                locked = any(m in str(exc) for m in _LOCK_MESSAGES)
+                if not locked or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+@functools.cache
+def _encoder(name: str, device: str) -> TextEncoder:
+    from calliper_pipeline.text import build_text_encoder
+
+    return build_text_encoder(name, device)
+
+
+class TextEncoderResource(dg.ConfigurableResource):
+    """The frozen text encoder: ``minilm`` (the paper's all-MiniLM-L6-v2) or ``hashing``."""
+
+    name: str = Field(default="minilm", description="minilm | hashing (tests, no model)")
+    device: str = Field(default="cpu", description="torch device for minilm: cpu | cuda")
+    batch_size: int = Field(default=256, description="texts per forward pass")
+
+    def encoder(self) -> TextEncoder:
+        """The encoder (one per process and setting; minilm loads on first use)."""
+        return _encoder(self.name, self.device)
+
+
+class DataLocationResource(dg.ConfigurableResource):
+    """Where inputs are read from and outputs (figures) are written."""
+
+    data_root: str = Field(description="folder holding the data sets named in the city files")
+    home: str = Field(description="working store: warehouse, MLflow store, figures")
+
+    @property
+    def data_root_path(self) -> Path:
+        return Path(self.data_root).expanduser()
+
+    def output_dir(self, city_key: str, *parts: str) -> Path:
+        """``<home>/outputs/<city>/<parts...>`` (created)."""
+        path = Path(self.home).expanduser() / "outputs" / city_key
+        path = path.joinpath(*parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow tracking and registry: a server URI, or the local SQLite store in ``store_dir``."""
+
+    tracking_uri: str = Field(default="", description="e.g. http://127.0.0.1:5000; '' = local")
+    store_dir: str = Field(default="", description="local store folder (mlflow.db, mlartifacts)")
+    registry_uri: str = Field(default="", description="'' = the tracking URI")
+    artifact_location: str = Field(default="", description="artifact root of a new experiment")
+    experiment: str = Field(default="calliper", description="MLflow experiment name")
+
+    def tracking(self) -> TrackingConfig:
+        """The library's TrackingConfig (the local store's folder is created here)."""
+        from calliper_pipeline import registry
+
+        if not self.tracking_uri:
+            if not self.store_dir:
+                raise ValueError("MlflowResource needs tracking_uri or store_dir")
+            return replace(
+                registry.default_tracking(Path(self.store_dir)), experiment=self.experiment
+            )
+        return registry.TrackingConfig(
+            tracking_uri=self.tracking_uri,
+            registry_uri=self.registry_uri or None,
+            experiment=self.experiment,
+            artifact_location=self.artifact_location or None,
+        )
+
+
+def local_resources(
+    s: settings.Settings,
+    text_encoder: str = "minilm",
+    text_device: str = "cpu",
+    tracking_uri: str = "",
+) -> dict[str, Any]:
+    """Resources rooted at ``s.home``: warehouse, figures and (without a tracking URI) the
+    local MLflow store all live there; inputs come from ``s.data_root``."""
+    return {
+        "duckdb": DuckDBResource(path=str(s.warehouse)),
+        "text_encoder": TextEncoderResource(name=text_encoder, device=text_device),
+        "data": DataLocationResource(data_root=str(s.data_root), home=str(s.home)),
+        "mlflow": MlflowResource(tracking_uri=tracking_uri, store_dir=str(s.mlflow_dir)),
+    }
+
+
+def default_resources(
+    s: settings.Settings | None = None, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The resources for ``Definitions``: paths from the settings, encoder and MLflow from env."""
+    env = os.environ if env is None else env
+    return local_resources(
+        s or settings.from_env(env),
+        text_encoder=env.get("CALLIPER_TEXT_ENCODER", "minilm"),
+        text_device=env.get("CALLIPER_TEXT_DEVICE", "cpu"),
+        tracking_uri=env.get("MLFLOW_TRACKING_URI", ""),
+    )
+
+
+@functools.cache
+def code_version() -> str:
+    """``<package version>+g<commit>`` (``.dirty`` with uncommitted changes), or the version."""
+    try:
+        version = importlib.metadata.version("calliper-pipeline")
+    except importlib.metadata.PackageNotFoundError:
+        version = "0+unknown"
+    repo = settings.REPO_ROOT
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=repo, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return str(version)
+    return f"{version}+g{sha}{'.dirty' if dirty else ''}"

@@ -1,0 +1,125 @@
+"""Training: one MLflow run and one registered model version per materialisation."""
+
+from typing import TYPE_CHECKING
+
+import dagster as dg
+
+from assets.config import TrainingConfig
+from assets.embeddings import TEXT_EMBEDDINGS
+from assets.metadata import latest_materialization_metadata, numbers, png_markdown
+from assets.partitions import Cities
+from assets.resources import (
+    DataLocationResource,
+    DuckDBResource,
+    MlflowResource,
+    TextEncoderResource,
+    code_version,
+)
+
+if TYPE_CHECKING:
+    from calliper_pipeline.registry import RegisteredVersion
+
+GROUP = "training"
+CALLIPER_MODEL = dg.AssetKey("calliper_model")
+
+
+def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
+    """``calliper_model``: trains the city's encoder; registers ``calliper_<city>`` (candidate)."""
+
+    @dg.asset(
+        name=CALLIPER_MODEL.path[-1],
+        partitions_def=cities.partitions,
+        deps=[TEXT_EMBEDDINGS],
+        group_name=GROUP,
+        automation_condition=dg.AutomationCondition.eager(),
+        kinds={"pytorch", "mlflow"},
+        code_version="1",
+        description=(
+            "The contrastively trained location encoder: an MLflow run in experiment 'calliper' "
+            "and a registered version of calliper_<city> carrying the alias 'candidate'."
+        ),
+    )
+    def calliper_model(
+        context: dg.AssetExecutionContext,
+        config: TrainingConfig,
+        duckdb: DuckDBResource,
+        text_encoder: TextEncoderResource,
+        data: DataLocationResource,
+        mlflow: MlflowResource,
+    ) -> dg.MaterializeResult:
+        from calliper_pipeline import pipeline, stages
+
+        city = cities.spec(context.partition_key)
+        run_cfg = config.run_config()
+        encoder_id = text_encoder.encoder().encoder_id
+        with duckdb.connect(read_only=True) as con:
+            inputs = pipeline.training_inputs(con, city, data.data_root_path, encoder_id, run_cfg)
+        context.log.info(
+            f"{city.key}: training on {len(inputs.pois):,} POIs and {len(inputs.texts):,} "
+            f"distinct texts, {run_cfg.train.epochs} epochs on {run_cfg.train.device}"
+        )
+        out = stages.train_and_register(
+            inputs,
+            city,
+            data.data_root_path,
+            run_cfg,
+            mlflow.tracking(),
+            data.output_dir(city.key, "runs", context.run_id),
+            dagster_run_id=context.run_id,
+            code_version=code_version(),
+            log=context.log.info,
+        )
+        v = out.version
+        context.log.info(f"registered {v.model_uri} (alias candidate), MLflow run {out.run_id}")
+        return dg.MaterializeResult(
+            metadata={
+                "mlflow_run_id": out.run_id,
+                "mlflow_run_url": _link(out.run_url),
+                "model_name": v.name,
+                "model_version": v.version,
+                "model_uri": v.model_uri,
+                "snapshot_hash": out.snapshot_hash,
+                "description_variant": config.description_variant,
+                "training_curve": png_markdown(out.curve_png, "training curve"),
+                **numbers(
+                    {
+                        "best_epoch": out.best_epoch,
+                        "best_val_loss": out.best_val_loss,
+                        "epochs_run": len(out.history),
+                        "seconds_per_epoch": out.seconds_per_epoch,
+                        "pois_per_second": out.pois_per_second,
+                        "n_train": out.n_train,
+                        "n_val": out.n_val,
+                        "n_texts": out.n_texts,
+                        **{f"retrieval_{k}": val for k, val in out.retrieval.items()},
+                    }
+                ),
+            }
+        )
+
+    return calliper_model
+
+
+def _link(url: str | None) -> dg.MetadataValue:
+    """A URL for a tracking server; for a local store, the text saying how to open it."""
+    if url and url.startswith(("http://", "https://")):
+        return dg.MetadataValue.url(url)
+    return dg.MetadataValue.text(url or "")
+
+
+def trained_version(context: dg.AssetExecutionContext, city_key: str) -> "RegisteredVersion":
+    """The exact version the latest ``calliper_model`` materialisation of the city registered.
+
+    Downstream assets load this version (``models:/calliper_<city>/<n>``), never an alias.
+    """
+    from calliper_pipeline.registry import RegisteredVersion
+
+    meta = latest_materialization_metadata(context, CALLIPER_MODEL, city_key)
+    if not meta or "model_uri" not in meta:
+        raise dg.Failure(f"calliper_model[{city_key}] has no registered version: train it first")
+    return RegisteredVersion(
+        name=str(meta["model_name"]),
+        version=str(meta["model_version"]),
+        model_uri=str(meta["model_uri"]),
+        run_id=str(meta["mlflow_run_id"]) or None,
+    )
