@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 run: setup
-	$(PY) -m calliper_pipeline.cli run-all --city $(CITY) --results docs/results.md
+	$(PY) -m jobs.run_city --city $(CITY) --results docs/results.md
 
 test: setup
 	$(PY) -m pytest -q
@@ -35,3 +35,10 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .calliper
+
+dagster: setup
+	$(PY) -m jobs.dev
+
+mlflow-ui: setup
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --workers 1 \
+		--backend-store-uri sqlite:///$(CURDIR)/.calliper/mlflow/mlflow.db --port 5000

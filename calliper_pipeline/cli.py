@@ -125,7 +125,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-baselines", action="store_true", help="skip the four baselines")
     p.add_argument("--results", type=Path, help="write the results section to this Markdown file")
+
+    p = sub.add_parser(
+        "embed", help="embed WGS84 points with a registered model (CSV/Parquet in, Parquet out)"
+    )
+    _common(p)
+    _tracking(p)
+    p.add_argument("--model", required=True, help="e.g. models:/calliper_london@champion")
+    p.add_argument("--input", type=Path, required=True, help="CSV/Parquet with lon, lat (degrees)")
+    p.add_argument("--output", type=Path, required=True, help="Parquet: input columns + e000..")
+    p.add_argument("--batch-size", type=int, default=50_000, help="points per chunk")
+    p.add_argument(
+        "--allow-outside",
+        action="store_true",
+        help="embed points outside the city's bounds (+1 km) instead of failing",
+    )
+
+    p = sub.add_parser(
+        "retrieve", help="score every grid cell of the city against a text query (heatmap + CSV)"
+    )
+    _common(p)
+    _tracking(p)
+    p.add_argument("query", help='e.g. "a place of pubs and bars, a type of eating and drinking"')
+    p.add_argument("--model", required=True, help="e.g. models:/calliper_london@champion")
+    p.add_argument("--output", type=Path, required=True, help="heatmap PNG")
+    p.add_argument("--csv", type=Path, help="top cells CSV (default: the PNG's name + .csv)")
+    p.add_argument("--top-k", type=int, default=20, help="cells listed and marked")
     return parser
+
+
+def _tracking(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (env MLFLOW_TRACKING_URI; default: SQLite under HOME/mlflow)",
+    )
 
 
 def _settings(args: argparse.Namespace) -> settings_mod.Settings:

@@ -6,6 +6,7 @@ import argparse
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from calliper_pipeline import pipeline, store
 from calliper_pipeline.cities import CitySpec, load_city_registry
@@ -128,6 +129,50 @@ def run_all(args: argparse.Namespace, s: Settings, city: CitySpec, command: str)
     return 0
 
 
+def _tracking(args: argparse.Namespace, s: Settings) -> Any:
+    import os
+
+    from calliper_pipeline import registry
+
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    return (
+        registry.TrackingConfig(tracking_uri=uri)
+        if uri
+        else registry.default_tracking(s.mlflow_dir)
+    )
+
+
+def embed(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> int:
+    from calliper_pipeline.registry import embed_file
+
+    n = embed_file(
+        args.model, args.input, args.output, batch_size=args.batch_size,
+        allow_outside=args.allow_outside, tracking=_tracking(args, s),
+    )  # fmt: skip
+    print(f"{n:,} points embedded with {args.model} -> {args.output}")
+    return 0
+
+
+def retrieve(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> int:
+    from calliper_pipeline.grid import load_cells, load_map_layers
+    from calliper_pipeline.registry import load_pyfunc
+    from calliper_pipeline.retrieval import retrieve_to_files
+
+    model = load_pyfunc(_tracking(args, s), args.model).unwrap_python_model().model
+    spec = model.spec
+    name = "hashing" if spec.text_encoder_id.startswith("hashing") else "minilm"
+    cells = load_cells(city, s.data_root, spec.metric_epsg)
+    layers = load_map_layers(city, s.data_root, spec.metric_epsg)
+    csv = args.csv or args.output.with_suffix(".csv")
+    _, top = retrieve_to_files(
+        model, build_text_encoder(name), args.query, cells, args.output, csv, args.top_k,
+        layers=layers,
+    )  # fmt: skip
+    print(top.head(10).to_string(index=False))
+    print(f"heatmap -> {args.output}, top {args.top_k} cells -> {csv}")
+    return 0
+
+
 def write_results(path: Path, city_key: str, section: str) -> None:
     """Replace this city's section of the results file (other sections are kept)."""
     header = (
@@ -150,4 +195,14 @@ def write_results(path: Path, city_key: str, section: str) -> None:
     tmp.replace(path)
 
 
-__all__ = ["cities", "embed_texts", "evaluate", "ingest", "replace", "run_all", "train"]
+__all__ = [
+    "cities",
+    "embed",
+    "embed_texts",
+    "evaluate",
+    "ingest",
+    "replace",
+    "retrieve",
+    "run_all",
+    "train",
+]

@@ -46,26 +46,36 @@ PAPER_ROWS: dict[str, dict[str, str]] = {
 }
 
 
-def _cell(result: EvaluationResult, task: str, probe: str, metric: str) -> str:
-    try:
-        mean = result.mean_x100(task, probe, metric)
-        std = result.std_x100(task, probe, metric)
-        return f"{mean:.2f} ± {std:.2f}"
-    except KeyError:
-        return "–"
+def _fmt(mean: float, std: float) -> str:
+    return f"{100.0 * mean:.2f} ± {100.0 * std:.2f}"
 
 
-def results_frame(results: Sequence[EvaluationResult], with_paper: bool = True) -> pd.DataFrame:
-    """One row per encoder (ours, baselines, and optionally the paper's rows)."""
+def tidy(results: Sequence[EvaluationResult]) -> pd.DataFrame:
+    """Concatenate results' summaries (columns encoder, task, probe, metric, mean, std)."""
+    frames = [r.to_frame() for r in results]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def results_frame_tidy(df: pd.DataFrame, with_paper: bool = True) -> pd.DataFrame:
+    """One row per encoder from a tidy frame (fractions; shown x100 as mean ± std)."""
     rows: list[dict[str, str]] = []
-    for r in results:
-        row = {"encoder": r.encoder}
-        row.update({h: _cell(r, t, p, m) for t, p, m, h in COLUMNS})
+    encoders = list(dict.fromkeys(df["encoder"])) if len(df) else []
+    for enc in encoders:
+        sub = df[df["encoder"] == enc].set_index(["task", "probe", "metric"])
+        row = {"encoder": str(enc)}
+        for t, p, m, h in COLUMNS:
+            key = (t, p, m)
+            row[h] = _fmt(sub.loc[key, "mean"], sub.loc[key, "std"]) if key in sub.index else "–"
         rows.append(row)
     if with_paper:
         for name, vals in PAPER_ROWS.items():
             rows.append({"encoder": name} | {h: vals.get(h, "–") for *_, h in COLUMNS})
     return pd.DataFrame(rows, columns=["encoder", *[h for *_, h in COLUMNS]])
+
+
+def results_frame(results: Sequence[EvaluationResult], with_paper: bool = True) -> pd.DataFrame:
+    """One row per encoder (ours, baselines, and optionally the paper's rows)."""
+    return results_frame_tidy(tidy(results), with_paper=with_paper)
 
 
 def to_markdown(df: pd.DataFrame) -> str:
@@ -77,12 +87,12 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def machine_line(key: str, result: EvaluationResult) -> str:
-    """``<key>: luc_f1=<MLP macro F1 x100> sdm_l1=<MLP L1 x100>``."""
-    return (
-        f"{key}: luc_f1={result.mean_x100('luc', 'mlp', 'f1'):.2f} "
-        f"sdm_l1={result.mean_x100('sdm', 'mlp', 'l1'):.2f}"
-    )
+def machine_line(key: str, df: pd.DataFrame, encoder: str) -> str:
+    """``<key>: luc_f1=<MLP macro F1 x100> sdm_l1=<MLP L1 x100>`` for one encoder's rows."""
+    sub = df[df["encoder"] == encoder].set_index(["task", "probe", "metric"])["mean"]
+    f1 = 100.0 * float(sub.get(("luc", "mlp", "f1"), float("nan")))
+    l1 = 100.0 * float(sub.get(("sdm", "mlp", "l1"), float("nan")))
+    return f"{key}: luc_f1={f1:.2f} sdm_l1={l1:.2f}"
 
 
 @dataclass
@@ -95,7 +105,7 @@ class RunReport:
     machine: str
     date: str
     stage_seconds: Mapping[str, float]
-    results: Sequence[EvaluationResult]
+    results: pd.DataFrame  # tidy: encoder, task, probe, metric, mean, std (fractions)
     machine_lines: Sequence[str] = ()
     training: Mapping[str, str] = field(default_factory=dict)
     notes: Sequence[str] = ()
@@ -112,7 +122,7 @@ class RunReport:
             + ", ".join(f"{k} {v:.1f} s" for k, v in self.stage_seconds.items()),
         ]
         parts += [f"- {k}: {v}" for k, v in self.training.items()]
-        parts += ["", to_markdown(results_frame(self.results)), ""]
+        parts += ["", to_markdown(results_frame_tidy(self.results)), ""]
         parts += [f"- {n}" for n in self.notes]
         if self.machine_lines:
             parts += ["", "Machine-readable (paper configuration, MLP probe, means x100):", ""]

@@ -15,15 +15,18 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import numpy as np
+import pandas as pd
 import torch
 
-from calliper_pipeline import baselines, pipeline
+from calliper_pipeline import baselines, pipeline, results, store
 from calliper_pipeline.cities import CitySpec
 from calliper_pipeline.config import DescriptionConfig, RunConfig
+from calliper_pipeline.errors import EmptySnapshotError
 from calliper_pipeline.evaluate import EvaluationResult, evaluate_features
-from calliper_pipeline.model import save_model
-from calliper_pipeline.report import RunReport, machine_line
+from calliper_pipeline.model import ModelSpec, save_model
+from calliper_pipeline.report import RunReport, machine_line, tidy
 from calliper_pipeline.text import TextEncoder
 from calliper_pipeline.train import TrainResult
 
@@ -40,7 +43,7 @@ class CityRun:
     results: list[EvaluationResult]
     trained: dict[str, TrainResult] = field(default_factory=dict)
     model_paths: dict[str, Path] = field(default_factory=dict)
-    report: RunReport | None = None
+    baselines: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def machine_description() -> str:
@@ -77,13 +80,12 @@ def git_commit(repo: Path) -> str:
 
 def baseline_results(
     sets: pipeline.EvaluationSets,
-    inputs: pipeline.TrainingInputs,
+    pois: pd.DataFrame,
+    spec: ModelSpec,
     run_cfg: RunConfig,
     log: LogFn,
 ) -> list[EvaluationResult]:
     """The four baselines on the same probes: coordinates, bare PE, untrained net, POI counts."""
-    spec = inputs.spec
-    pois = inputs.pois
     categories = sorted(pois["category"].unique())
     builders: dict[str, Callable[[pipeline.LabelledPoints], np.ndarray]] = {
         "baseline: raw coordinates (min-max)": lambda p: baselines.raw_coordinate_features(
@@ -111,6 +113,37 @@ def baseline_results(
         out.append(_evaluate(name, fn, sets, run_cfg))
         log(f"evaluated {name} in {time.perf_counter() - t0:.1f} s")
     return out
+
+
+BASELINES_MODEL = "baselines"
+
+
+def cached_baselines(
+    con: duckdb.DuckDBPyConnection,
+    city: CitySpec,
+    data_root: Path,
+    run_cfg: RunConfig,
+    log: LogFn = logger.info,
+) -> pd.DataFrame:
+    """Baseline metrics for the city's current snapshot: read from the evaluation table, or
+    computed once (about a minute on 2 cores) and stored there, keyed by the snapshot hash."""
+    ingest = store.latest_ingest(con, city.key)
+    if ingest is None:
+        raise EmptySnapshotError(f"city {city.key!r} has no ingest record")
+    version = f"{ingest['snapshot_hash'][:16]}-{run_cfg.train.seed}"
+    stored = results.read_evaluation(con, city.key, BASELINES_MODEL, version)
+    if not stored.empty:
+        log(f"baselines: {stored['encoder'].nunique()} read from the store (snapshot {version})")
+        return stored
+    metric_epsg = int(ingest["metric_epsg"])
+    sets = pipeline.evaluation_sets(city, data_root, metric_epsg)
+    if sets.empty:
+        return pd.DataFrame()
+    pois = pipeline.load_pois(con, city)
+    spec = pipeline.model_spec(city, data_root, metric_epsg, run_cfg, 0, "none")
+    frame = tidy(baseline_results(sets, pois, spec, run_cfg, log))
+    results.write_evaluation(con, city.key, BASELINES_MODEL, version, None, frame)
+    return frame
 
 
 def _evaluate(
@@ -143,8 +176,6 @@ def run_city(
     log: LogFn = logger.info,
 ) -> CityRun:
     """Ingest, embed, train (one model per description variant) and evaluate one city."""
-    import duckdb
-
     assert isinstance(con, duckdb.DuckDBPyConnection)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -192,36 +223,56 @@ def run_city(
         name = "ours: CaLLiPer+ (names)" if variant == "calliper_plus" else "ours: CaLLiPer"
         run.results.append(_evaluate(name, pipeline.model_features(trained.model), sets, cfg))
         seconds[f"evaluate[{variant}]"] = time.perf_counter() - t0
-    if with_baselines and sets is not None and not sets.empty and inputs is not None:
+    if with_baselines and sets is not None and not sets.empty:
         t0 = time.perf_counter()
-        run.results.extend(baseline_results(sets, inputs, run_cfg, log))
+        run.baselines = cached_baselines(con, city, data_root, run_cfg, log)
         seconds["evaluate[baselines]"] = time.perf_counter() - t0
     return run
 
 
-def build_report(run: CityRun, command: str, repo: Path) -> RunReport:
-    """The docs/results.md section of a run."""
-    lines = []
-    for r in run.results:
-        if r.encoder == "ours: CaLLiPer":
-            lines.append(machine_line(f"{run.city}-mlp", r))
-        elif r.encoder == "ours: CaLLiPer+ (names)":
-            lines.append(machine_line(f"{run.city}-plus-mlp", r))
-    training = {}
-    for variant, t in run.trained.items():
-        training[f"training [{variant}]"] = (
-            f"{len(t.history)} epochs on {t.device}, {t.seconds_per_epoch:.2f} s/epoch, "
-            f"{t.pois_per_second:,.0f} POIs/s, best epoch {t.best_epoch} "
-            f"(val loss {t.best_val_loss:.4f}), {t.n_train:,} train / {t.n_val:,} val POIs"
-        )
+OURS = {"calliper": "ours: CaLLiPer", "calliper_plus": "ours: CaLLiPer+ (names)"}
+
+
+def machine_lines(city_key: str, df: pd.DataFrame) -> list[str]:
+    """The machine-readable lines of docs/results.md for the variants present in ``df``."""
+    keys = {"calliper": f"{city_key}-mlp", "calliper_plus": f"{city_key}-plus-mlp"}
+    present = set(df["encoder"]) if len(df) else set()
+    return [machine_line(keys[v], df, name) for v, name in OURS.items() if name in present]
+
+
+def training_line(t: TrainResult) -> str:
+    return (
+        f"{len(t.history)} epochs on {t.device}, {t.seconds_per_epoch:.2f} s/epoch, "
+        f"{t.pois_per_second:,.0f} POIs/s, best epoch {t.best_epoch} "
+        f"(val loss {t.best_val_loss:.4f}), {t.n_train:,} train / {t.n_val:,} val POIs"
+    )
+
+
+def make_report(
+    city_key: str,
+    command: str,
+    repo: Path,
+    stage_seconds: dict[str, float],
+    frame: pd.DataFrame,
+    training: dict[str, str],
+    title: str | None = None,
+) -> RunReport:
+    """The docs/results.md section for one city's run."""
     return RunReport(
-        title=f"{run.city}: CaLLiPer (paper configuration)",
+        title=title or f"{city_key}: CaLLiPer (paper configuration)",
         command=command,
         commit=git_commit(repo),
         machine=machine_description(),
         date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        stage_seconds=run.stage_seconds,
-        results=run.results,
-        machine_lines=lines,
+        stage_seconds=stage_seconds,
+        results=frame,
+        machine_lines=machine_lines(city_key, frame),
         training=training,
     )
+
+
+def build_report(run: CityRun, command: str, repo: Path) -> RunReport:
+    """The docs/results.md section of a :func:`run_city` run."""
+    frame = pd.concat([tidy(run.results), run.baselines], ignore_index=True)
+    training = {f"training [{v}]": training_line(t) for v, t in run.trained.items()}
+    return make_report(run.city, command, repo, run.stage_seconds, frame, training)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,74 @@ def summarise(result: dg.ExecuteInProcessResult) -> list[str]:
     return lines
 
 
+def _materialisation_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
+    for event in result.get_asset_materialization_events():
+        mat = event.materialization
+        if mat.asset_key.to_user_string() == asset:
+            return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+    return {}
+
+
+def step_seconds(home: Path, run_id: str) -> dict[str, float]:
+    """Wall seconds per step of a finished run, from the instance's event log."""
+    with dg.DagsterInstance.from_config(str(ensure_dagster_home(home))) as instance:
+        stats = instance.get_run_step_stats(run_id)
+    return {
+        s.step_key: float(s.end_time - s.start_time)
+        for s in stats
+        if s.start_time is not None and s.end_time is not None
+    }
+
+
+def write_report(
+    city_key: str,
+    runs: Mapping[str, dg.ExecuteInProcessResult],
+    training: TrainingConfig,
+    home: Path,
+    results_path: Path,
+    command: str,
+) -> str:
+    """Our stored metrics for each variant's version, the cached baselines and the paper's rows,
+    written as the city's section of ``results_path``; returns the Markdown."""
+    import pandas as pd
+
+    from calliper_pipeline import results, runall, store
+    from calliper_pipeline.cities import get_city, load_city_registry
+    from calliper_pipeline.commands import write_results
+
+    s = settings.from_env()
+    city = get_city(city_key, load_city_registry(s.city_files))
+    frames, seconds, lines = [], {}, {}
+    for variant, result in runs.items():
+        meta = _materialisation_metadata(result, "calliper_model")
+        with store.connect(s.warehouse, read_only=True) as con:
+            ours = results.read_evaluation(
+                con, city_key, str(meta["model_name"]), str(meta["model_version"])
+            )
+        frames.append(ours.assign(encoder=runall.OURS[variant]))
+        for step, sec in step_seconds(home, result.run_id).items():
+            seconds[f"{step}[{variant}]"] = sec
+        lines[f"training [{variant}]"] = (
+            f"{meta['model_uri']}: {int(meta['epochs_run'])} epochs, "
+            f"{meta['seconds_per_epoch']:.2f} s/epoch, {meta['pois_per_second']:,.0f} POIs/s, "
+            f"best epoch {int(meta['best_epoch'])} (val loss {meta['best_val_loss']:.4f}), "
+            f"{int(meta['n_train']):,} train / {int(meta['n_val']):,} val POIs; retrieval "
+            f"recall@1% {100 * meta.get('retrieval_recall@1%', float('nan')):.1f}, "
+            f"@5% {100 * meta.get('retrieval_recall@5%', float('nan')):.1f}, "
+            f"@10% {100 * meta.get('retrieval_recall@10%', float('nan')):.1f}, median rank "
+            f"{meta.get('retrieval_median_rank_pct', float('nan')):.1f} % of cells"
+        )
+    t0 = time.perf_counter()
+    with store.connect(s.warehouse) as con:
+        frames.append(runall.cached_baselines(con, city, s.data_root, training.run_config()))
+    seconds["baselines"] = time.perf_counter() - t0
+    frame = pd.concat(frames, ignore_index=True)
+    report = runall.make_report(city_key, command, settings.REPO_ROOT, seconds, frame, lines)
+    text = report.markdown()
+    write_results(results_path, city_key, text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     defaults = TrainingConfig()
     p = argparse.ArgumentParser(prog="python -m jobs.run_city", description=__doc__)
@@ -122,28 +191,54 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--device", default=defaults.device, help="cpu | cuda")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
-    p.add_argument("--variant", default="calliper", choices=["calliper", "calliper_plus"])
+    p.add_argument(
+        "--early-stopping",
+        type=int,
+        default=defaults.early_stopping_patience,
+        metavar="EPOCHS",
+        help="stop after this many epochs without validation improvement",
+    )
+    p.add_argument(
+        "--variants",
+        default="calliper",
+        help="comma-separated description variants, one run each: calliper, calliper_plus",
+    )
+    p.add_argument("--results", type=Path, help="write the results table to this Markdown file")
     p.add_argument("--tiny", action="store_true", help="seconds-scale smoke settings")
     p.add_argument("-v", "--verbose", action="store_true", help="also Dagster's debug events")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     level = "DEBUG" if args.verbose else "INFO"
-    if args.tiny:
-        config = tiny_run_config(level)
-    else:
-        training = TrainingConfig(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            device=args.device,
-            bf16=args.bf16,
-            description_variant=args.variant,
+    home = args.dagster_home or settings.from_env().dagster_home
+    runs: dict[str, dg.ExecuteInProcessResult] = {}
+    training = defaults
+    for variant in args.variants.split(","):
+        if args.tiny:
+            config = tiny_run_config(level)
+        else:
+            training = TrainingConfig(
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                device=args.device,
+                bf16=args.bf16,
+                early_stopping_patience=args.early_stopping,
+                description_variant=variant,
+            )
+            config = build_run_config(training, log_level=level)
+        result = materialize_city(args.city, home, config, args.job)
+        for line in summarise(result):
+            logger.info(line)
+        logger.info(
+            f"run {result.run_id} [{variant}]: {'succeeded' if result.success else 'FAILED'}"
         )
-        config = build_run_config(training, log_level=level)
-    result = materialize_city(args.city, args.dagster_home, config, args.job)
-    for line in summarise(result):
-        logger.info(line)
-    logger.info(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
-    return 0 if result.success else 1
+        if not result.success:
+            return 1
+        runs[variant] = result
+    if args.results:
+        command = "python -m jobs.run_city " + " ".join(argv if argv is not None else sys.argv[1:])
+        print(write_report(args.city, runs, training, home, args.results, command))
+        logger.info(f"results written to {args.results}")
+    return 0
 
 
 if __name__ == "__main__":
