@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                 device=args.device,
                 bf16=args.bf16,
                 early_stopping_patience=args.early_stopping,
+                num_threads=args.threads,
                 description_variant=variant,
             )
             config = build_run_config(training, log_level=level)
