@@ -198,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="EPOCHS",
         help="stop after this many epochs without validation improvement",
     )
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: auto)")
     p.add_argument(
         "--variants",
         default="calliper",
