@@ -42,6 +42,7 @@ def test_split_is_seeded_and_disjoint():
     a_train, a_val = split_indices(100, 0.1, 3)
     _b_train, b_val = split_indices(100, 0.1, 3)
     assert np.array_equal(a_val, b_val) and len(a_val) == 10
+    assert not np.array_equal(a_val, np.sort(a_val))  # random order: mixed val batches
     assert set(a_train).isdisjoint(a_val) and len(a_train) + len(a_val) == 100
 
 
