@@ -165,9 +165,9 @@ def write_report(
             f"{meta['seconds_per_epoch']:.2f} s/epoch, {meta['pois_per_second']:,.0f} POIs/s, "
             f"best epoch {int(meta['best_epoch'])} (val loss {meta['best_val_loss']:.4f}), "
             f"{int(meta['n_train']):,} train / {int(meta['n_val']):,} val POIs; retrieval "
-            f"recall@1% {100 * meta.get('retrieval_recall@1%', float('nan')):.1f}, "
-            f"@5% {100 * meta.get('retrieval_recall@5%', float('nan')):.1f}, "
-            f"@10% {100 * meta.get('retrieval_recall@10%', float('nan')):.1f}, median rank "
+            f"recall@1% {100 * meta.get('retrieval_recall_at_1pct', float('nan')):.1f}, "
+            f"@5% {100 * meta.get('retrieval_recall_at_5pct', float('nan')):.1f}, "
+            f"@10% {100 * meta.get('retrieval_recall_at_10pct', float('nan')):.1f}, median rank "
             f"{meta.get('retrieval_median_rank_pct', float('nan')):.1f} % of cells"
         )
     t0 = time.perf_counter()
