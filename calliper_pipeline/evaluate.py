@@ -30,9 +30,16 @@ does the same:
   not seed its runs; we do.) Standard deviations are over seeds with ``ddof=1`` (pandas'
   ``describe()`` in the notebooks); 0.0 for a single seed.
 
-Threads: ``torch.set_num_threads`` is left to the caller. The probes' ops are tiny, so one
-intra-op thread is the fastest setting; extra threads only add synchronisation, which costs an
-order of magnitude when the cores are shared with other work.
+Speed: the five seeds of a (task, probe) pair train side by side as one stacked model
+(:func:`fit_probes`), each with exactly its own draws (initialisation, shuffles), so a run
+repeats its single-seed run up to float rounding at a fraction of the Python overhead.
+:func:`fit_probe` keeps the one-model loop the DataLoader parity test checks.
+
+Threads: the probes' ops are tiny, so one intra-op thread is the fastest setting; extra threads
+only add synchronisation, which costs an order of magnitude when the cores are shared with other
+work (a London evaluation took minutes instead of seconds with two threads beside another job).
+So :func:`evaluate_task` trains CPU probes with ``PROBE_THREADS`` intra-op threads and restores
+the caller's setting afterwards.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -60,6 +67,7 @@ logger = logging.getLogger(__name__)
 TASKS = (LANDUSE_TASK, SOCIOECONOMIC_TASK)
 LUC_METRICS = ("accuracy", "precision", "recall", "f1")
 SDM_METRICS = ("l1", "chebyshev", "kl")
+PROBE_THREADS = 1  # torch intra-op threads while CPU probes train (restored afterwards)
 KL_EPS = 1e-12  # lower clamp of predicted proportions inside log q
 FRAME_COLUMNS = ("encoder", "task", "probe", "metric", "mean", "std", "n_seeds")
 
@@ -167,19 +175,21 @@ def _loss(task: str, logits: Tensor, target: Tensor) -> Tensor:
     return F.kl_div(F.log_softmax(logits, dim=1), target, reduction="batchmean")
 
 
-def _draw_loader_seed() -> int:
-    """One int64 draw from torch's global CPU generator, as DataLoader and RandomSampler make."""
-    return int(torch.empty((), dtype=torch.int64).random_().item())
+def _draw_loader_seed(generator: torch.Generator | None = None) -> int:
+    """One int64 draw from torch's global CPU generator (or ``generator``, holding the state
+    the global one would have), as DataLoader and RandomSampler make."""
+    return int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
 
 
-def _loader_permutation(n: int) -> Tensor:
+def _loader_permutation(n: int, generator: torch.Generator | None = None) -> Tensor:
     """This epoch's training order, drawn as ``DataLoader(shuffle=True)`` draws it in torch 2.x.
 
     The iterator first draws its base seed, then RandomSampler draws the seed of the generator
     behind ``randperm``. ``tests/test_evaluate.py`` checks the equivalence with DataLoader.
+    ``generator``: draw from it instead of the global generator (see :func:`fit_probes`).
     """
-    _draw_loader_seed()
-    gen = torch.Generator().manual_seed(_draw_loader_seed())
+    _draw_loader_seed(generator)
+    gen = torch.Generator().manual_seed(_draw_loader_seed(generator))
     return torch.randperm(n, generator=gen)
 
 
@@ -225,6 +235,155 @@ def fit_probe(
     stopper.restore(model)
     model.eval()
     return ProbeFit(stopper.best_epoch, len(val_losses), stopper.best_loss, tuple(val_losses))
+
+
+class StackedProbes(nn.Module):
+    """S probes of one kind with stacked weights, trained side by side as one batched model.
+
+    Probe s sees its own rows: input (S, b, D) -> output (S, b, C) through ``baddbmm``, so the
+    S runs of a (task, probe) pair cost about one run's Python and autograd overhead. Each
+    probe's gradient is its own loss's (the total is the sum of per-probe losses), and Adam is
+    elementwise, so every probe trains exactly as it would alone, up to float rounding.
+    """
+
+    def __init__(self, probes: Sequence[nn.Module]):
+        super().__init__()
+        linears = [[m for m in p.modules() if isinstance(m, nn.Linear)] for p in probes]
+        if not linears or any(len(ls) != len(linears[0]) for ls in linears):
+            raise ValueError("probes must be of one kind")
+        self.kind = "linear" if isinstance(probes[0], nn.Linear) else "mlp"
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.stack([ls[i].weight.detach().transpose(0, 1) for ls in linears]))
+            for i in range(len(linears[0]))
+        )
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.stack([ls[i].bias.detach() for ls in linears]).unsqueeze(1))
+            for i in range(len(linears[0]))
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(S, b, D) -> (S, b, C)."""
+        h = x
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.baddbmm(b, h, w)
+            if i < len(self.weights) - 1:
+                h = torch.relu(h)
+        return h
+
+    def probe_state(self, s: int) -> dict[str, Tensor]:
+        """Probe ``s``'s weights as the state dict of a :func:`build_probe` module."""
+        names = ("",) if self.kind == "linear" else ("0.", "2.")
+        out: dict[str, Tensor] = {}
+        for name, w, b in zip(names, self.weights, self.biases, strict=True):
+            out[f"{name}weight"] = w[s].detach().transpose(0, 1).clone()
+            out[f"{name}bias"] = b[s, 0].detach().clone()
+        return out
+
+
+def _stacked_losses(task: str, out: Tensor, target: Tensor) -> Tensor:
+    """(S,) per-probe losses of (S, b, C) outputs: :func:`_loss` of each probe's batch."""
+    s, b, c = out.shape
+    if task == LANDUSE_TASK:
+        ce = F.cross_entropy(out.reshape(s * b, c), target.reshape(s * b), reduction="none")
+        return ce.view(s, b).mean(dim=1)
+    kl = F.kl_div(F.log_softmax(out, dim=2), target, reduction="none")
+    return kl.sum(dim=(1, 2)) / b  # "batchmean" per probe
+
+
+def fit_probes(
+    kind: str,
+    task: str,
+    train: tuple[Tensor, Tensor],
+    val: tuple[Tensor, Tensor],
+    n_out: int,
+    seeds: Sequence[int],
+    cfg: ProbeConfig,
+) -> list[tuple[nn.Module, ProbeFit]]:
+    """:func:`fit_probe` for every seed at once; returns each seed's restored probe and fit.
+
+    Seed s's run draws what it would draw alone inside :func:`seeded`: its probe is built
+    there, and its shuffles come from a private generator holding the global generator's state
+    right after that build (the only later draws of a run are its loaders' draws). The probes
+    train as one :class:`StackedProbes`; a probe whose patience has run out is left out of
+    the early-stopping bookkeeping (its best weights are kept) until every probe has stopped.
+    """
+    (x_tr, y_tr), (x_va, y_va) = train, val
+    probes, gens = [], []
+    for seed in seeds:
+        with seeded(seed):
+            probes.append(build_probe(kind, x_tr.shape[1], n_out, cfg.mlp_hidden))
+            gens.append(torch.Generator().set_state(torch.get_rng_state()))
+    stacked = StackedProbes(probes).to(x_tr.device)
+    opt = torch.optim.Adam(stacked.parameters(), lr=cfg.lr)
+    n_seeds, bs = len(seeds), cfg.batch_size
+    best_loss = [math.inf] * n_seeds
+    best_epoch = [0] * n_seeds
+    best_state: list[dict[str, Tensor] | None] = [None] * n_seeds
+    bad = [0] * n_seeds
+    val_losses: list[list[float]] = [[] for _ in seeds]
+    active = [True] * n_seeds
+    x_va_all = x_va.unsqueeze(0).expand(n_seeds, *x_va.shape)
+    y_va_all = y_va.unsqueeze(0).expand(n_seeds, *y_va.shape)
+    for epoch in range(1, cfg.max_epochs + 1):
+        stacked.train()
+        perm = torch.stack([_loader_permutation(len(x_tr), g) for g in gens]).to(x_tr.device)
+        for start in range(0, perm.shape[1], bs):
+            rows = perm[:, start : start + bs]  # (S, b)
+            flat = rows.reshape(-1)
+            xb = x_tr.index_select(0, flat).view(*rows.shape, -1)
+            yb = y_tr.index_select(0, flat).view(*rows.shape, *y_tr.shape[1:])
+            loss = _stacked_losses(task, stacked(xb), yb).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        for g in gens:
+            _draw_loader_seed(g)  # the validation DataLoader's iterator draws one too
+        stacked.eval()
+        with torch.no_grad():
+            per_batch = torch.stack(
+                [
+                    _stacked_losses(task, stacked(x_va_all[:, s : s + bs]), y_va_all[:, s : s + bs])
+                    for s in range(0, len(x_va), bs)
+                ],
+                dim=1,
+            ).tolist()  # (S, batches) float32 values, as _batched_loss's .item()s
+        for i in range(n_seeds):
+            if not active[i]:
+                continue
+            loss_i = float(np.mean(per_batch[i]))
+            val_losses[i].append(loss_i)
+            if loss_i < best_loss[i]:  # strict, NaN never improves (as EarlyStopping)
+                best_loss[i], best_epoch[i], bad[i] = loss_i, epoch, 0
+                best_state[i] = stacked.probe_state(i)
+            else:
+                bad[i] += 1
+                active[i] = bad[i] < cfg.patience
+        if not any(active):
+            break
+    out = []
+    for i, probe in enumerate(probes):
+        state = best_state[i]
+        if state is None:
+            raise RuntimeError("validation loss was never finite; no weights to restore")
+        probe.load_state_dict(state)
+        probe.to(x_tr.device).eval()
+        fit = ProbeFit(best_epoch[i], len(val_losses[i]), best_loss[i], tuple(val_losses[i]))
+        out.append((probe, fit))
+    return out
+
+
+@contextmanager
+def probe_threads(device: str | torch.device) -> Iterator[None]:
+    """``PROBE_THREADS`` torch threads for the block on CPU; the caller's setting after."""
+    before = torch.get_num_threads()
+    cpu = torch.device(device).type == "cpu"
+    if cpu and PROBE_THREADS:
+        torch.set_num_threads(PROBE_THREADS)
+    try:
+        yield
+    finally:
+        if cpu:
+            torch.set_num_threads(before)
 
 
 @contextmanager
@@ -292,16 +451,15 @@ def evaluate_task(
     tr, va, te = (torch.from_numpy(i).to(device) for i in fixed_split(len(points), cfg))
     runs = []
     for probe in cfg.probes:
-        for seed in cfg.seeds:
-            start = time.perf_counter()
-            with seeded(seed):
-                model = build_probe(probe, x.shape[1], points.n_classes, cfg.mlp_hidden)
-                model.to(device)
-                fit = fit_probe(model, points.task, (x[tr], y[tr]), (x[va], y[va]), cfg)
-            metrics = _test_metrics(points.task, model, x[te], y[te])
-            runs.append(
-                ProbeRun(points.task, probe, seed, metrics, fit, time.perf_counter() - start)
+        start = time.perf_counter()
+        with probe_threads(device):
+            fitted = fit_probes(
+                probe, points.task, (x[tr], y[tr]), (x[va], y[va]), points.n_classes, cfg.seeds, cfg
             )
+        seconds = (time.perf_counter() - start) / max(len(cfg.seeds), 1)
+        for seed, (model, fit) in zip(cfg.seeds, fitted, strict=True):
+            metrics = _test_metrics(points.task, model, x[te], y[te])
+            runs.append(ProbeRun(points.task, probe, seed, metrics, fit, seconds))
             logger.debug("%s %s seed %d: %s (%s)", points.task, probe, seed, metrics, fit)
     return tuple(runs)
 

@@ -2,15 +2,30 @@
 
 Data stay in memory as tensors: prepared coordinates (N, 2), an index into the table of distinct
 text embeddings (N,), and that table (U, D). Batches are index slices of a seeded permutation.
-When a batch has more POIs than there are distinct texts the projection runs on the distinct
-texts and is gathered per POI (mathematically the same as projecting every POI's text, far
-cheaper: London has 69 distinct texts against 1,024 POIs per batch).
+
+Where the time goes, and what is done about it (docs/benchmarks.md has the figures):
+
+- The positional encoding is fixed (no parameters), so it is computed once for all POIs before
+  the first epoch (when it fits in ``PE_CACHE_MAX_BYTES``) and batches slice its output.
+- When a batch has at least as many POIs as there are distinct texts, the projection runs on
+  the distinct texts and the loss on their (U, B) scores (:func:`loss.clip_loss_grouped`):
+  mathematically the same as projecting every POI's text and scoring the (B, B) matrix, at
+  U/B of the cost (London: 69 distinct texts against 1,024 POIs per batch).
+- The FCNet's dropout draws exactly torch's masks, faster (``networks.fast_dropout``).
+- CPU threads: with ``num_threads=None`` a few real training steps are timed at one thread and
+  at one per physical core, and the faster is kept (on a busy 2-core machine two threads can be
+  ten times slower than one); timed again every ``THREADS_RECHECK_EPOCHS`` epochs and whenever
+  an epoch is ``THREADS_RECHECK_SLOWDOWN`` times slower than the fastest since the last check.
+  The choice stays set after training, like an explicit ``num_threads``.
+- One host sync per epoch (the epoch's mean loss); none per step.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -24,12 +39,16 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from calliper_pipeline.config import TrainConfig
-from calliper_pipeline.loss import clip_loss
+from calliper_pipeline.loss import clip_loss, clip_loss_grouped
 from calliper_pipeline.model import CalliperModel, ModelSpec
 
 logger = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "last.pt"
+PE_CACHE_MAX_BYTES = 2 * 2**30  # precompute the positional encoding of all POIs up to this size
+PE_CACHE_CHUNK = 65_536  # POIs per chunk while precomputing it
+THREADS_RECHECK_EPOCHS = 20  # with num_threads=None, time 1 vs all threads again this often
+THREADS_RECHECK_SLOWDOWN = 1.5  # ... or as soon as an epoch is this much slower than the fastest
 
 
 @dataclass(frozen=True)
@@ -101,22 +120,55 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
     ]
 
 
-class _Batches:
-    """Tensors on the training device and the batched loss computation."""
+def make_optimizer(
+    model: torch.nn.Module, cfg: TrainConfig, lr: float | None = None
+) -> torch.optim.AdamW:
+    """AdamW over :func:`parameter_groups`; torch's fused kernel where it applies (float32 on
+    CPU or CUDA: one pass per tensor instead of about ten, the same update up to rounding)."""
+    params = list(model.parameters())
+    fused = all(p.dtype == torch.float32 and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.AdamW(
+        parameter_groups(model, cfg.weight_decay),
+        lr=cfg.lr if lr is None else lr,
+        fused=fused or None,
+    )
 
-    def __init__(self, coords: Tensor, text_index: Tensor, text_table: Tensor, batch_size: int):
+
+class _Batches:
+    """Tensors on the training device and the batched loss computation.
+
+    ``features``: the positional encoding of every POI, computed once (None: encode per batch).
+    ``grouped``: the batch has at least as many POIs as there are distinct texts, so the loss
+    scores the distinct texts against the batch (:func:`loss.clip_loss_grouped`).
+    """
+
+    def __init__(
+        self,
+        coords: Tensor,
+        text_index: Tensor,
+        text_table: Tensor,
+        batch_size: int,
+        features: Tensor | None = None,
+    ):
         self.coords = coords
         self.text_index = text_index
         self.text_table = text_table
         self.batch_size = batch_size
-        self.project_distinct = text_table.shape[0] < batch_size
+        self.features = features
+        self.grouped = text_table.shape[0] <= batch_size
+
+    def encode(self, model: CalliperModel, idx: Tensor) -> Tensor:
+        """Location embeddings (B, embed_dim) of the POIs ``idx``."""
+        if self.features is not None:
+            return model.location_encoder.net(self.features[idx])
+        return model.encode_location(self.coords[idx])
 
     def loss(self, model: CalliperModel, idx: Tensor) -> Tensor:
-        loc = model.encode_location(self.coords[idx])
-        if self.project_distinct:
-            txt = model.encode_text(self.text_table)[self.text_index[idx]]
-        else:
-            txt = model.encode_text(self.text_table[self.text_index[idx]])
+        loc = self.encode(model, idx)
+        if self.grouped:
+            txt = model.encode_text(self.text_table)  # (U, embed_dim)
+            return clip_loss_grouped(model.logits(loc, txt), self.text_index[idx])
+        txt = model.encode_text(self.text_table[self.text_index[idx]])
         return clip_loss(model.logits(loc, txt))
 
     def slices(self, order: Tensor, drop_last: bool) -> list[Tensor]:
@@ -124,6 +176,79 @@ class _Batches:
         bs = self.batch_size
         stops = range(bs, n + 1, bs) if drop_last and n >= bs else range(bs, n + bs, bs)
         return [order[s - bs : min(s, n)] for s in stops]
+
+
+def precompute_features(model: CalliperModel, coords: Tensor) -> Tensor | None:
+    """The positional encoding of all ``coords`` (N, pe.out_dim), or None when it has
+    parameters or would take more than ``PE_CACHE_MAX_BYTES``."""
+    pe = model.location_encoder.pe
+    if any(True for _ in pe.parameters()):
+        return None
+    if coords.shape[0] * pe.out_dim * 4 > PE_CACHE_MAX_BYTES:
+        return None
+    with torch.no_grad():
+        parts = [pe(coords[s : s + PE_CACHE_CHUNK]) for s in range(0, len(coords), PE_CACHE_CHUNK)]
+    return torch.cat(parts) if parts else None
+
+
+def _physical_cores() -> int:
+    pairs: set[tuple[str, str]] = set()
+    phys = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("physical id"):
+                    phys = line.split(":", 1)[1].strip()
+                elif line.startswith("core id"):
+                    pairs.add((phys, line.split(":", 1)[1].strip()))
+    except OSError:
+        pass
+    return len(pairs) or os.cpu_count() or 1
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def choose_threads(
+    model: CalliperModel, data: _Batches, idx: Tensor, cfg: TrainConfig, repeats: int = 3
+) -> int:
+    """The faster of 1 thread and one per physical core for this training step, measured.
+
+    Times ``repeats`` steps of each (interleaved, best of) on a copy of the model with its own
+    optimizer; the global RNG is restored, so training draws exactly what it would have.
+    """
+    candidates = sorted({1, min(_physical_cores(), _usable_cpus())})
+    if len(candidates) == 1:
+        return candidates[0]
+    probe = copy.deepcopy(model).train()
+    opt = make_optimizer(probe, cfg, lr=0.0)  # lr 0: the copy's steps change nothing
+    batch = idx[: data.batch_size]
+    best = dict.fromkeys(candidates, math.inf)
+    timing = list(candidates)
+    with torch.random.fork_rng(devices=[]):
+        for rnd in range(repeats + 1):  # round 0 warms up
+            for n in timing:
+                torch.set_num_threads(n)
+                t0 = time.perf_counter()
+                loss = data.loss(probe, batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if rnd:
+                    best[n] = min(best[n], time.perf_counter() - t0)
+            if rnd:  # stop timing a setting already 3 times slower than one thread
+                timing = [n for n in timing if best[n] <= 3 * best[1]]
+    chosen = min(candidates, key=lambda n: best[n])
+    logger.info(
+        "torch threads: %d (step %s)",
+        chosen,
+        ", ".join(f"{n} thread(s) {best[n] * 1e3:.0f} ms" for n in candidates),
+    )
+    return chosen
 
 
 def _autocast(device: str, bf16: bool) -> Any:
@@ -187,16 +312,26 @@ def train(
     n = len(coords)
     train_idx_np, val_idx_np = split_indices(n, cfg.val_fraction, cfg.seed)
     model = CalliperModel(spec).to(device)
-    optimizer = torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.lr)
+    optimizer = make_optimizer(model, cfg)
     pin = device.startswith("cuda")
+    coords_t = torch.from_numpy(np.ascontiguousarray(coords, np.float32)).to(
+        device, non_blocking=pin
+    )
     data = _Batches(
-        torch.from_numpy(np.ascontiguousarray(coords, np.float32)).to(device, non_blocking=pin),
+        coords_t,
         torch.from_numpy(np.asarray(text_index, np.int64)).to(device, non_blocking=pin),
         torch.from_numpy(np.ascontiguousarray(text_table, np.float32)).to(device),
         cfg.batch_size,
+        features=precompute_features(model, coords_t),
     )
     train_idx = torch.from_numpy(train_idx_np).to(device)
     val_idx = torch.from_numpy(val_idx_np).to(device)
+    threads = torch.get_num_threads()
+    auto_threads = device == "cpu" and not cfg.num_threads
+    if auto_threads:
+        threads = choose_threads(model, data, train_idx, cfg)
+        torch.set_num_threads(threads)
+    threads_checked_at, fastest_epoch = 0, math.inf
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
 
     history: list[EpochStats] = []
@@ -276,6 +411,15 @@ def train(
             stopped_early = True
             logger.info("early stop at epoch %d (best %d)", epoch, best_epoch)
             break
+        fastest_epoch = min(fastest_epoch, stats.seconds)
+        if auto_threads and (
+            epoch - threads_checked_at >= THREADS_RECHECK_EPOCHS
+            or stats.seconds > THREADS_RECHECK_SLOWDOWN * fastest_epoch
+        ):
+            # the machine's load changed, or may have: measure again (about a second)
+            threads = choose_threads(model, data, train_idx, cfg)
+            torch.set_num_threads(threads)
+            threads_checked_at, fastest_epoch = epoch, math.inf
     bar.close()
 
     model.load_state_dict(best_state)
@@ -290,4 +434,5 @@ def train(
         n_val=len(val_idx_np),
         stopped_early=stopped_early,
         device=device,
+        extra={"num_threads": threads, "pe_precomputed": data.features is not None},
     )
