@@ -57,7 +57,9 @@ def machine_description() -> str:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     threads = torch.get_num_threads()
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({threads} threads), {gpu}"
+    plural = "s" if threads != 1 else ""
+    torch_info = f"torch {torch.__version__} ({threads} thread{plural})"
+    return f"{cpu}, {os.cpu_count()} cores, {torch_info}, {gpu}"
 
 
 def git_commit(repo: Path) -> str:
