@@ -141,13 +141,6 @@ def embedding_coverage(
     return EmbeddingCoverage(encoder_id, len(hashes), len(missing), n_nonfinite, dim)
 
 
-def _mix_table_exists(con: duckdb.DuckDBPyConnection) -> bool:
-    rows = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [MIX_TABLE]
-    ).fetchall()
-    return bool(rows[0][0])
-
-
 def record_category_mix(con: duckdb.DuckDBPyConnection, city_key: str) -> pd.Series:
     """Store the category mix of the city's stored POIs under its latest ingest (idempotent).
 
@@ -200,7 +193,7 @@ def total_variation(p: pd.Series, q: pd.Series) -> float:
 def category_mix_drift(con: duckdb.DuckDBPyConnection, city_key: str) -> MixDrift:
     """TVD between the mixes of the city's two most recent recorded ingests."""
     empty = pd.DataFrame(columns=[COL_CATEGORY, "previous", "current", "delta"])
-    if not _mix_table_exists(con):
+    if not store.table_exists(con, MIX_TABLE):
         return MixDrift(None, None, None, empty)
     ids = [
         int(r[0])

@@ -16,6 +16,7 @@ import duckdb
 import pandas as pd
 
 from calliper_pipeline.constants import EVALUATION_TABLE
+from calliper_pipeline.store import table_exists
 
 RESULT_COLUMNS: tuple[str, ...] = (
     "city",
@@ -106,10 +107,7 @@ def read_evaluation(
     model_version: str | None = None,
 ) -> pd.DataFrame:
     """Rows of the evaluation table (all, or those matching the given keys)."""
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [EVALUATION_TABLE]
-    ).fetchall()[0][0]
-    if not exists:
+    if not table_exists(con, EVALUATION_TABLE):
         return pd.DataFrame(columns=list(RESULT_COLUMNS))
     where, params = [], []
     for col, value in (

@@ -112,18 +112,21 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(ddl)
 
 
-def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether ``table`` exists in the connection's current database and schema."""
     rows = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ? "
+        "AND table_schema = current_schema() AND table_catalog = current_database()",
+        [table],
     ).fetchall()
     return bool(rows[0][0])
 
 
 @contextmanager
-def _registered(con: duckdb.DuckDBPyConnection, df: pd.DataFrame) -> Iterator[str]:
-    """Expose ``df`` to SQL under a unique view name for the duration of the block."""
+def registered(con: duckdb.DuckDBPyConnection, data: Any) -> Iterator[str]:
+    """Expose a DataFrame or Arrow table to SQL under a unique view name for the block."""
     name = f"_frame_{uuid.uuid4().hex}"
-    con.register(name, df)
+    con.register(name, data)
     try:
         yield name
     finally:
@@ -136,7 +139,7 @@ def _insert_frame(
     if df.empty:
         return
     cols = ", ".join(f'"{c}"' for c in columns)
-    with _registered(con, df) as view:
+    with registered(con, df) as view:
         con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {view}")
 
 
@@ -224,7 +227,7 @@ def write_city_pois(
 def _select_city(
     con: duckdb.DuckDBPyConnection, table: str, columns: tuple[str, ...], city_key: str
 ) -> pd.DataFrame:
-    if not _table_exists(con, table):
+    if not table_exists(con, table):
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
     cols = ", ".join(f'"{c}"' for c in columns)
     return con.execute(
@@ -245,7 +248,7 @@ def read_quarantine(con: duckdb.DuckDBPyConnection, city_key: str) -> pd.DataFra
 
 def latest_ingest(con: duckdb.DuckDBPyConnection, city_key: str) -> dict[str, Any] | None:
     """The city's most recent ``ingest_log`` row as a dict (JSON count maps decoded), or None."""
-    if not _table_exists(con, INGEST_LOG_TABLE):
+    if not table_exists(con, INGEST_LOG_TABLE):
         return None
     cur = con.execute(
         f"SELECT * FROM {INGEST_LOG_TABLE} WHERE city = ? ORDER BY ingest_id DESC LIMIT 1",
@@ -262,7 +265,7 @@ def latest_ingest(con: duckdb.DuckDBPyConnection, city_key: str) -> dict[str, An
 
 def city_category_mix(con: duckdb.DuckDBPyConnection, city_key: str) -> pd.Series:
     """Share of the city's POIs in each category (sums to 1; largest first; empty if none)."""
-    if not _table_exists(con, POIS_TABLE):
+    if not table_exists(con, POIS_TABLE):
         return pd.Series(dtype=float, name="share")
     df = con.execute(
         f"""

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -33,6 +32,7 @@ from tqdm.auto import tqdm
 from calliper_pipeline.constants import MINILM_DIM, MINILM_ENCODER_ID, TEXT_EMBEDDINGS_TABLE
 from calliper_pipeline.errors import CalliperError, ConfigError
 from calliper_pipeline.hashing import text_hash
+from calliper_pipeline.store import registered, table_exists
 
 if TYPE_CHECKING:
     import duckdb
@@ -297,30 +297,10 @@ def ensure_text_schema(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _table_exists(con: duckdb.DuckDBPyConnection) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ? "
-        "AND table_schema = current_schema() AND table_catalog = current_database()",
-        [TEXT_EMBEDDINGS_TABLE],
-    ).fetchall()
-    return bool(row[0][0])
-
-
-@contextmanager
-def _registered(con: duckdb.DuckDBPyConnection, table: pa.Table) -> Iterator[str]:
-    """Expose an Arrow table to SQL under a unique view name for the block."""
-    name = f"_calliper_{uuid.uuid4().hex}"
-    con.register(name, table)
-    try:
-        yield name
-    finally:
-        con.unregister(name)
-
-
 def _cached_hashes(con: duckdb.DuckDBPyConnection, encoder_id: str, hashes: list[str]) -> set[str]:
     if not hashes:
         return set()
-    with _registered(con, pa.table({"text_hash": hashes})) as view:
+    with registered(con, pa.table({"text_hash": hashes})) as view:
         rows = con.execute(
             f"SELECT e.text_hash FROM {TEXT_EMBEDDINGS_TABLE} e "
             f"JOIN {view} q USING (text_hash) WHERE e.encoder_id = ?",
@@ -377,7 +357,7 @@ def _insert_embeddings(
         }
     )
     created_at = datetime.now(UTC).replace(tzinfo=None)  # naive UTC in a TIMESTAMP column
-    with _registered(con, table) as view:
+    with registered(con, table) as view:
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(
@@ -455,7 +435,7 @@ def load_text_embeddings(
         MissingEmbeddingError: some hashes have no row for ``encoder_id``.
     """
     wanted = list(text_hashes)
-    if not _table_exists(con):
+    if not table_exists(con, TEXT_EMBEDDINGS_TABLE):
         if wanted:
             raise MissingEmbeddingError(encoder_id, list(dict.fromkeys(wanted)))
         return np.zeros((0, 0), dtype=np.float32)
@@ -466,7 +446,7 @@ def load_text_embeddings(
         ).fetchall()[0]
         return np.zeros((0, int(dim)), np.float32)
     unique = pd.unique(pd.Series(wanted, dtype=object))
-    with _registered(con, pa.table({"text_hash": pa.array(unique, pa.string())})) as view:
+    with registered(con, pa.table({"text_hash": pa.array(unique, pa.string())})) as view:
         found = con.sql(
             f"SELECT e.text_hash, e.dim, e.embedding FROM {TEXT_EMBEDDINGS_TABLE} e "
             f"JOIN {view} q USING (text_hash) WHERE e.encoder_id = ?",
@@ -487,7 +467,7 @@ def load_text_embeddings(
 def cache_stats(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """One row per (encoder_id, dim): rows, first_created_at, last_created_at."""
     columns = ["encoder_id", "dim", "rows", "first_created_at", "last_created_at"]
-    if not _table_exists(con):
+    if not table_exists(con, TEXT_EMBEDDINGS_TABLE):
         return pd.DataFrame(columns=columns)
     return con.execute(
         f"SELECT encoder_id, dim, count(*) AS rows, min(created_at) AS first_created_at, "
