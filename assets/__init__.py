@@ -17,7 +17,7 @@ from assets.ingestion import build_poi_checks, build_pois, build_snapshot
 from assets.maps import build_embedding_maps
 from assets.partitions import Cities
 from assets.training import build_calliper_model
-from calliper_pipeline.cities import CitySpec
+from calliper_pipeline.cities.spec import CitySpec
 
 
 @dataclass(frozen=True)

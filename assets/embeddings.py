@@ -40,7 +40,7 @@ def build_text_embeddings(cities: Cities) -> dg.AssetsDefinition:
         duckdb: DuckDBResource,
         text_encoder: TextEncoderResource,
     ) -> dg.MaterializeResult:
-        from calliper_pipeline import pipeline
+        from calliper_pipeline.steps import core as pipeline
 
         city = cities.spec(context.partition_key)
         encoder = text_encoder.encoder()
@@ -89,7 +89,7 @@ def build_embedding_checks(cities: Cities) -> list[dg.AssetChecksDefinition]:
         duckdb: DuckDBResource,
         text_encoder: TextEncoderResource,
     ) -> Iterator[dg.AssetCheckResult]:
-        from calliper_pipeline import quality
+        from calliper_pipeline.ingest import quality
 
         key = context.partition_key
         last = latest_materialization_metadata(context, TEXT_EMBEDDINGS, key) or {}

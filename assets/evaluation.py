@@ -49,7 +49,8 @@ def build_evaluation(cities: Cities, key: dg.AssetKey, task: str) -> dg.AssetsDe
         data: DataLocationResource,
         mlflow: MlflowResource,
     ) -> dg.MaterializeResult:
-        from calliper_pipeline import assessment, results
+        from calliper_pipeline.steps import assess as assessment
+        from calliper_pipeline.store import metrics as results
 
         city = cities.spec(context.partition_key)
         if not assessment.has_evaluation_set(city, task):
@@ -127,7 +128,8 @@ def build_champion(cities: Cities) -> dg.AssetsDefinition:
         duckdb: DuckDBResource,
         mlflow: MlflowResource,
     ) -> dg.MaterializeResult:
-        from calliper_pipeline import registry, results
+        from calliper_pipeline.store import metrics as results
+        from calliper_pipeline.tracking import registry
 
         city_key = context.partition_key
         version = trained_version(context, city_key)

@@ -79,7 +79,7 @@ def build_pois(cities: Cities) -> dg.AssetsDefinition:
     def pois(
         context: dg.AssetExecutionContext, duckdb: DuckDBResource, data: DataLocationResource
     ) -> dg.MaterializeResult:
-        from calliper_pipeline import stages
+        from calliper_pipeline.steps import tracked as stages
 
         city = cities.spec(context.partition_key)
         with duckdb.connect() as con:
@@ -130,7 +130,7 @@ def build_poi_checks(cities: Cities) -> list[dg.AssetChecksDefinition]:
         duckdb: DuckDBResource,
         data: DataLocationResource,
     ) -> Iterator[dg.AssetCheckResult]:
-        from calliper_pipeline import quality
+        from calliper_pipeline.ingest import quality
 
         city = cities.spec(context.partition_key)
         with duckdb.connect(read_only=True) as con:
@@ -157,7 +157,7 @@ def build_poi_checks(cities: Cities) -> list[dg.AssetChecksDefinition]:
     def pois_category_mix_stable(
         context: dg.AssetCheckExecutionContext, config: DriftCheckConfig, duckdb: DuckDBResource
     ) -> dg.AssetCheckResult:
-        from calliper_pipeline import quality
+        from calliper_pipeline.ingest import quality
 
         with duckdb.connect(read_only=True) as con:
             drift = quality.category_mix_drift(con, context.partition_key)

@@ -38,7 +38,7 @@ def build_embedding_maps(cities: Cities) -> dg.AssetsDefinition:
         data: DataLocationResource,
         mlflow: MlflowResource,
     ) -> dg.MaterializeResult:
-        from calliper_pipeline import assessment
+        from calliper_pipeline.steps import assess as assessment
 
         city = cities.spec(context.partition_key)
         version = trained_version(context, city.key)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from calliper_pipeline.cities import CitySpec
+from calliper_pipeline.cities.spec import CitySpec
 from calliper_pipeline.errors import ConfigError
 
 

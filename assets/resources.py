@@ -26,8 +26,8 @@ from pydantic import Field
 from calliper_pipeline import settings
 
 if TYPE_CHECKING:  # torch and mlflow load only when a run needs them
-    from calliper_pipeline.registry import TrackingConfig
-    from calliper_pipeline.text import TextEncoder
+    from calliper_pipeline.text.encoders import TextEncoder
+    from calliper_pipeline.tracking.registry import TrackingConfig
 
 DUCKDB_POOL = "duckdb"  # DuckDB allows one writing process: its users share this pool (limit 1)
 _LOCK_MESSAGES = ("Could not set lock", "Conflicting lock")
@@ -54,7 +54,7 @@ class DuckDBResource(dg.ConfigurableResource):
             con.close()
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        from calliper_pipeline.store import connect as store_connect
+        from calliper_pipeline.store.pois import connect as store_connect
 
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.2
@@ -71,7 +71,7 @@ class DuckDBResource(dg.ConfigurableResource):
 
 @functools.cache
 def _encoder(name: str, device: str) -> TextEncoder:
-    from calliper_pipeline.text import build_text_encoder
+    from calliper_pipeline.text.encoders import build_text_encoder
 
     return build_text_encoder(name, device)
 
@@ -117,7 +117,7 @@ class MlflowResource(dg.ConfigurableResource):
 
     def tracking(self) -> TrackingConfig:
         """The library's TrackingConfig (the local store's folder is created here)."""
-        from calliper_pipeline import registry
+        from calliper_pipeline.tracking import registry
 
         if not self.tracking_uri:
             if not self.store_dir:

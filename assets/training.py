@@ -17,7 +17,7 @@ from assets.resources import (
 )
 
 if TYPE_CHECKING:
-    from calliper_pipeline.registry import RegisteredVersion
+    from calliper_pipeline.tracking.registry import RegisteredVersion
 
 GROUP = "training"
 CALLIPER_MODEL = dg.AssetKey("calliper_model")
@@ -47,7 +47,8 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
         data: DataLocationResource,
         mlflow: MlflowResource,
     ) -> dg.MaterializeResult:
-        from calliper_pipeline import pipeline, stages
+        from calliper_pipeline.steps import core as pipeline
+        from calliper_pipeline.steps import tracked as stages
 
         city = cities.spec(context.partition_key)
         run_cfg = config.run_config()
@@ -112,7 +113,7 @@ def trained_version(context: dg.AssetExecutionContext, city_key: str) -> "Regist
 
     Downstream assets load this version (``models:/calliper_<city>/<n>``), never an alias.
     """
-    from calliper_pipeline.registry import RegisteredVersion
+    from calliper_pipeline.tracking.registry import RegisteredVersion
 
     meta = latest_materialization_metadata(context, CALLIPER_MODEL, city_key)
     if not meta or "model_uri" not in meta:

@@ -36,7 +36,7 @@ def _children_cpu() -> float:
 def cli(args: list[str], home: Path) -> tuple[float, float, str]:
     """Run ``calliper ARGS`` with CALLIPER_HOME=home; (wall s, CPU s, last output line)."""
     env = dict(os.environ, CALLIPER_HOME=str(home))
-    cmd = [sys.executable, "-m", "calliper_pipeline.cli", *args]
+    cmd = [sys.executable, "-m", "jobs.cli.parser", *args]
     c0, t0 = _children_cpu(), time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
     wall, cpu = time.perf_counter() - t0, _children_cpu() - c0

@@ -1,6 +1,6 @@
 """Benchmark 1: ingestion (read, validate, project, describe, write to DuckDB) in POIs/s.
 
-London's snapshot (csv.gz) and synthetic snapshots (calliper_pipeline.synthetic, with the bad
+London's snapshot (csv.gz) and synthetic snapshots (tests.support.synthetic, with the bad
 rows that exercise the quarantine) of 100k and 1M POIs as CSV and Parquet. Each ingest runs in
 a fresh process into a fresh DuckDB file; peak memory is that process's peak RSS (Python,
 pandas, DuckDB together). Synthetic snapshots are written once under .calliper/bench.

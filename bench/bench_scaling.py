@@ -2,7 +2,7 @@
 
 Per size, each in a fresh process:
 
-- ingestion of a synthetic CSV snapshot (``calliper_pipeline.synthetic``): seconds, peak RSS,
+- ingestion of a synthetic CSV snapshot (``tests.support.synthetic``): seconds, peak RSS,
   DuckDB file size;
 - the embed stage on the ingested POIs (descriptions, dedupe, SHA-256 text hashes, cache
   lookup, MiniLM on the new distinct texts: the synthetic city has 16 categories, so 16

@@ -34,13 +34,13 @@ class Bundle:
     sdm: dict[str, np.ndarray] | None
 
     def spec(self):  # type: ignore[no-untyped-def]
-        from calliper_pipeline.model import ModelSpec
+        from calliper_pipeline.model.calliper import ModelSpec
 
         return ModelSpec.from_dict(json.loads(self.spec_json))
 
     def points(self, task: str):  # type: ignore[no-untyped-def]
         """The task's :class:`LabelledPoints` (None if the city lacks it)."""
-        from calliper_pipeline.eval_data import LabelledPoints
+        from calliper_pipeline.evaluation.data import LabelledPoints
 
         d = self.luc if task == "luc" else self.sdm
         if d is None:
@@ -108,11 +108,12 @@ def london_bundle(
     """London's inputs, built once (ingest + embed into the bench store), then read from disk."""
     if path.exists() and not refresh:
         return load_bundle(path)
-    from calliper_pipeline import pipeline, store
-    from calliper_pipeline.cities import get_city
+    from calliper_pipeline.cities.spec import get_city
     from calliper_pipeline.config import RunConfig
     from calliper_pipeline.settings import from_env
-    from calliper_pipeline.text import build_text_encoder
+    from calliper_pipeline.steps import core as pipeline
+    from calliper_pipeline.store import pois as store
+    from calliper_pipeline.text.encoders import build_text_encoder
 
     s = from_env()
     city = get_city("london")
@@ -167,10 +168,10 @@ def london_texts(variant: str = "calliper_plus") -> list[str]:
     path = BENCH_HOME / f"london_texts_{variant}.json"
     if path.exists():
         return list(json.loads(path.read_text()))
-    from calliper_pipeline import store
-    from calliper_pipeline.cities import get_city
+    from calliper_pipeline.cities.spec import get_city
     from calliper_pipeline.config import DescriptionConfig
-    from calliper_pipeline.descriptions import describe_frame
+    from calliper_pipeline.ingest.descriptions import describe_frame
+    from calliper_pipeline.store import pois as store
 
     city = get_city("london")
     for attempt in range(2):

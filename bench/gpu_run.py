@@ -20,7 +20,7 @@ from typing import Any
 
 
 def _stub_geopandas() -> None:
-    """``calliper_pipeline.eval_data`` imports geopandas for its file readers, unused here."""
+    """``calliper_pipeline.evaluation.data`` imports geopandas for its file readers, unused here."""
     if importlib.util.find_spec("geopandas") is None:
         sys.modules["geopandas"] = types.ModuleType("geopandas")
 
@@ -55,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     from bench.data import LONDON_BUNDLE, load_bundle
     from bench.flops import step_flops
     from calliper_pipeline.config import TrainConfig
-    from calliper_pipeline.evaluate import evaluate_features
-    from calliper_pipeline.model import embed_points
-    from calliper_pipeline.train import train
+    from calliper_pipeline.evaluation.probes import evaluate_features
+    from calliper_pipeline.model.calliper import embed_points
+    from calliper_pipeline.training.loop import train
 
     cuda = args.device.startswith("cuda")
     if cuda and not torch.cuda.is_available():

@@ -14,7 +14,7 @@ SYNTHETIC_ROOT = BENCH_HOME / "synthetic"
 
 def synthetic_snapshot(n: int, fmt: str) -> Path:
     """The city TOML of a cached synthetic snapshot of ``n`` POIs in ``fmt`` (built once)."""
-    from calliper_pipeline.synthetic import make_synthetic_city
+    from tests.support.synthetic import make_synthetic_city
 
     root = SYNTHETIC_ROOT / f"{n}-{fmt.replace('.', '')}"
     toml = root / "synthetic.toml"
@@ -25,7 +25,7 @@ def synthetic_snapshot(n: int, fmt: str) -> Path:
 
 def _city(source: str) -> tuple[Any, Path]:
     """(CitySpec, data root) for ``london`` or a synthetic city TOML path."""
-    from calliper_pipeline.cities import get_city, load_city_file
+    from calliper_pipeline.cities.spec import get_city, load_city_file
     from calliper_pipeline.settings import from_env
 
     if source == "london":
@@ -35,10 +35,10 @@ def _city(source: str) -> tuple[Any, Path]:
 
 def ingest(p: dict[str, Any]) -> dict[str, Any]:
     """Ingest a snapshot into a fresh DuckDB file, step by step as ``poi.ingest_city`` does."""
-    from calliper_pipeline import store
     from calliper_pipeline.config import DescriptionConfig
     from calliper_pipeline.hashing import file_hash
-    from calliper_pipeline.poi import normalise_pois, read_snapshot
+    from calliper_pipeline.ingest.snapshot import normalise_pois, read_snapshot
+    from calliper_pipeline.store import pois as store
 
     city, data_root = _city(p["source"])
     path = city.snapshot_path(data_root)
@@ -81,7 +81,7 @@ def embed_rate(p: dict[str, Any]) -> dict[str, Any]:
     """MiniLM texts/s on ``texts`` at each batch size (model loaded and warmed up first)."""
     import torch
 
-    from calliper_pipeline.text import SentenceTransformerEncoder
+    from calliper_pipeline.text.encoders import SentenceTransformerEncoder
 
     if p.get("threads"):
         torch.set_num_threads(int(p["threads"]))
@@ -111,8 +111,8 @@ def embed_cache(p: dict[str, Any]) -> dict[str, Any]:
     """The cache's effect: embed a snapshot's texts, again, then with 1 % of POIs changed."""
     import torch
 
-    from calliper_pipeline import store
-    from calliper_pipeline.text import build_text_encoder, embed_texts_cached
+    from calliper_pipeline.store import pois as store
+    from calliper_pipeline.text.encoders import build_text_encoder, embed_texts_cached
 
     if p.get("threads"):
         torch.set_num_threads(int(p["threads"]))
@@ -143,8 +143,9 @@ def embed_cache(p: dict[str, Any]) -> dict[str, Any]:
 def embed_scaling(p: dict[str, Any]) -> dict[str, Any]:
     """The embed stage (``pipeline.embed``: load POIs, describe, dedupe, hash, cache lookup,
     MiniLM on new distinct texts, insert) after an ingest: first run and a second run."""
-    from calliper_pipeline import pipeline, store
-    from calliper_pipeline.text import build_text_encoder
+    from calliper_pipeline.steps import core as pipeline
+    from calliper_pipeline.store import pois as store
+    from calliper_pipeline.text.encoders import build_text_encoder
 
     city, data_root = _city(p["source"])
     enc = build_text_encoder(p.get("encoder", "minilm"))
@@ -174,11 +175,12 @@ def run_all(p: dict[str, Any]) -> dict[str, Any]:
     """``calliper run-all`` in this process (its stage timer), with CPU time per stage."""
     import torch
 
-    from calliper_pipeline import runall, store
-    from calliper_pipeline.cities import get_city
-    from calliper_pipeline.cli import _run_config, build_parser
+    from calliper_pipeline.cities.spec import get_city
     from calliper_pipeline.settings import from_env
-    from calliper_pipeline.text import build_text_encoder
+    from calliper_pipeline.steps import runall
+    from calliper_pipeline.store import pois as store
+    from calliper_pipeline.text.encoders import build_text_encoder
+    from jobs.cli.parser import _run_config, build_parser
 
     args = build_parser().parse_args(["run-all", *p["args"]])
     s = from_env()

@@ -20,7 +20,7 @@ from bench.workers import RESULT_PREFIX
 def _training_arrays(source: str) -> tuple[Any, Any, Any, Any]:
     """(spec, coords, text_index, text_table) for ``london`` or ``synthetic:N``."""
     from calliper_pipeline.config import EncoderConfig
-    from calliper_pipeline.model import ModelSpec
+    from calliper_pipeline.model.calliper import ModelSpec
 
     if source == "london":
         from bench.data import london_bundle
@@ -48,7 +48,7 @@ def train(p: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from calliper_pipeline.config import TrainConfig
-    from calliper_pipeline.train import train as run_train
+    from calliper_pipeline.training.loop import train as run_train
 
     threads = p.get("threads")
     if threads:
@@ -99,7 +99,7 @@ def train(p: dict[str, Any]) -> dict[str, Any]:
     if p.get("evaluate"):
         out.update(_evaluate_model(result.model))
     if p.get("save_model"):
-        from calliper_pipeline.model import save_model
+        from calliper_pipeline.model.calliper import save_model
 
         save_model(p["save_model"], result.model)
     return out
@@ -124,8 +124,8 @@ def _gpu_matmul_tflops(bf16: bool) -> float:
 def _evaluate_model(model: Any) -> dict[str, Any]:
     """The paper's probes (LUC, SDM; linear and MLP; five seeds) on London with ``model``."""
     from bench.data import london_bundle
-    from calliper_pipeline.evaluate import evaluate_features
-    from calliper_pipeline.model import embed_points
+    from calliper_pipeline.evaluation.probes import evaluate_features
+    from calliper_pipeline.model.calliper import embed_points
 
     b = london_bundle()
     luc, sdm = b.points("luc"), b.points("sdm")
@@ -153,7 +153,7 @@ def evaluate(p: dict[str, Any]) -> dict[str, Any]:
     """A full London evaluation (20 probe runs) of a saved model."""
     import torch
 
-    from calliper_pipeline.model import load_model
+    from calliper_pipeline.model.calliper import load_model
 
     if p.get("threads"):
         torch.set_num_threads(int(p["threads"]))

@@ -26,7 +26,7 @@ from assets import build_city_assets
 from assets.resources import default_resources
 from assets.training import CALLIPER_MODEL
 from calliper_pipeline import settings
-from calliper_pipeline.cities import CitySpec, load_city_registry
+from calliper_pipeline.cities.spec import CitySpec, load_city_registry
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import (

@@ -144,9 +144,11 @@ def write_report(
     written as the city's section of ``results_path``; returns the Markdown."""
     import pandas as pd
 
-    from calliper_pipeline import results, runall, store
-    from calliper_pipeline.cities import get_city, load_city_registry
-    from calliper_pipeline.commands import write_results
+    from calliper_pipeline.cities.spec import get_city, load_city_registry
+    from calliper_pipeline.steps import runall
+    from calliper_pipeline.store import metrics as results
+    from calliper_pipeline.store import pois as store
+    from jobs.cli.commands import write_results
 
     s = settings.from_env()
     city = get_city(city_key, load_city_registry(s.city_files))

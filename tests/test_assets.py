@@ -20,18 +20,20 @@ import pytest
 
 from assets import CityAssets, build_city_assets
 from assets.resources import local_resources
-from calliper_pipeline import registry, settings, store
+from calliper_pipeline import settings
 from calliper_pipeline.constants import EVALUATION_TABLE, POI_COLUMNS
 from calliper_pipeline.hashing import file_hash
-from calliper_pipeline.quality import MIX_TABLE
-from calliper_pipeline.synthetic import (
+from calliper_pipeline.ingest.quality import MIX_TABLE
+from calliper_pipeline.store import pois as store
+from calliper_pipeline.tracking import registry
+from jobs.run_city import tiny_run_config
+from tests.support.synthetic import (
     ALL_CATEGORIES,
     BAD_ROWS,
     CENTRE_WGS84,
     FILTERED_ROWS,
     make_synthetic_city,
 )
-from jobs.run_city import tiny_run_config
 
 CITY = "synthetic"
 PLAIN = "plain"  # a second city, without evaluation sets

@@ -13,9 +13,9 @@ import pytest
 
 from assets.config import EvaluationConfig, PromotionConfig, TrainingConfig
 from assets.resources import DuckDBResource
-from calliper_pipeline import results
 from calliper_pipeline.config import RunConfig
-from calliper_pipeline.quality import total_variation
+from calliper_pipeline.ingest.quality import total_variation
+from calliper_pipeline.store import metrics as results
 from jobs.run_city import build_run_config
 
 

@@ -14,8 +14,8 @@ import pytest
 
 from assets.resources import local_resources
 from calliper_pipeline import settings
-from calliper_pipeline.synthetic import make_synthetic_city
 from jobs.definitions import OBSERVE_JOB, build_definitions
+from tests.support.synthetic import make_synthetic_city
 
 pytestmark = pytest.mark.filterwarnings("ignore::dagster.BetaWarning")
 A, B = "city_a", "city_b"

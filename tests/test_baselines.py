@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from calliper_pipeline.baselines import (
+from calliper_pipeline.config import EncoderConfig
+from calliper_pipeline.evaluation.baselines import (
     poi_count_feature_names,
     poi_count_features,
     positional_encoding_features,
     raw_coordinate_features,
     untrained_encoder_features,
 )
-from calliper_pipeline.config import EncoderConfig
 
 LONDON_CENTRE_M = (530_000.0, 180_000.0)
 
@@ -85,7 +85,7 @@ def golden() -> dict[str, list]:
 
 
 def test_positional_encoding_alone_matches_the_authors(golden: dict[str, list]) -> None:
-    pytest.importorskip("calliper_pipeline.location")
+    pytest.importorskip("calliper_pipeline.model.encodings")
     coords = np.asarray(golden["coords_epsg27700_m"], np.float64)
     cfg = EncoderConfig(
         pe="grid",
@@ -99,7 +99,7 @@ def test_positional_encoding_alone_matches_the_authors(golden: dict[str, list]) 
 
 
 def test_untrained_encoder_is_seeded_and_deterministic() -> None:
-    pytest.importorskip("calliper_pipeline.location")
+    pytest.importorskip("calliper_pipeline.model.encodings")
     rng = np.random.default_rng(0)
     x = 530_000 + rng.uniform(-20_000, 20_000, 50)
     y = 180_000 + rng.uniform(-20_000, 20_000, 50)

@@ -15,16 +15,16 @@ import torch.nn.functional as F
 from bench.common import Section, Table, append_section
 from bench.flops import step_flops
 from calliper_pipeline.config import EncoderConfig, ProbeConfig, TrainConfig
-from calliper_pipeline.evaluate import build_probe, fit_probe, fit_probes, seeded
-from calliper_pipeline.location.networks import (
+from calliper_pipeline.evaluation.probes import build_probe, fit_probe, fit_probes, seeded
+from calliper_pipeline.model.calliper import CalliperModel, ModelSpec
+from calliper_pipeline.model.encodings.networks import (
     FCNet,
     ResLayer,
     dropout_keep_mask,
     fast_dropout,
 )
-from calliper_pipeline.loss import clip_loss, clip_loss_grouped
-from calliper_pipeline.model import CalliperModel, ModelSpec
-from calliper_pipeline.train import _Batches, choose_threads, precompute_features
+from calliper_pipeline.model.loss import clip_loss, clip_loss_grouped
+from calliper_pipeline.training.loop import _Batches, choose_threads, precompute_features
 
 SMALL = EncoderConfig(hidden_dim=32, num_layers=2, frequency_num=8, min_lambda_m=50.0)
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from calliper_pipeline import store
-from calliper_pipeline.cli import build_parser, main
-from calliper_pipeline.commands import write_results
-from calliper_pipeline.synthetic import make_synthetic_city
+from calliper_pipeline.store import pois as store
+from jobs.cli.commands import write_results
+from jobs.cli.parser import build_parser, main
+from tests.support.synthetic import make_synthetic_city
 
 
 @pytest.fixture(scope="module")

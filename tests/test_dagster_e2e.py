@@ -23,10 +23,10 @@ import pytest
 import requests
 from dagster_graphql import DagsterGraphQLClient
 
-from calliper_pipeline.registry import default_tracking
-from calliper_pipeline.synthetic import make_synthetic_city
+from calliper_pipeline.tracking.registry import default_tracking
 from jobs.definitions import CITY_REFRESH_JOB
 from jobs.run_city import ensure_dagster_home, tiny_run_config
+from tests.support.synthetic import make_synthetic_city
 
 pytestmark = pytest.mark.slow
 

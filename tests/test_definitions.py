@@ -12,8 +12,7 @@ import yaml
 
 from assets.resources import DUCKDB_POOL, default_resources, local_resources
 from calliper_pipeline import settings
-from calliper_pipeline.cities import CitySpec
-from calliper_pipeline.synthetic import make_synthetic_city
+from calliper_pipeline.cities.spec import CitySpec
 from jobs.definitions import (
     AUTOMATION_SENSOR,
     CITY_REFRESH_JOB,
@@ -22,6 +21,7 @@ from jobs.definitions import (
     build_definitions,
 )
 from jobs.run_city import materialize_city
+from tests.support.synthetic import make_synthetic_city
 
 REPO = Path(__file__).resolve().parents[1]
 ASSET_KEYS = {

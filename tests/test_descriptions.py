@@ -3,10 +3,10 @@ import math
 import pandas as pd
 import pytest
 
-from calliper_pipeline.cities import CitySpec, ColumnMap, SnapshotSpec
+from calliper_pipeline.cities.spec import CitySpec, ColumnMap, SnapshotSpec
 from calliper_pipeline.config import DescriptionConfig
-from calliper_pipeline.descriptions import describe, describe_frame
 from calliper_pipeline.errors import ConfigError
+from calliper_pipeline.ingest.descriptions import describe, describe_frame
 
 
 def _city(**kwargs) -> CitySpec:

@@ -17,10 +17,10 @@ from pyproj import Transformer
 from shapely.geometry import Point
 from torch.utils.data import DataLoader, TensorDataset
 
-from calliper_pipeline.cities import CitySpec as City
-from calliper_pipeline.cities import ColumnMap, EvaluationSpec, SnapshotSpec, get_city
+from calliper_pipeline.cities.spec import CitySpec as City
+from calliper_pipeline.cities.spec import ColumnMap, EvaluationSpec, SnapshotSpec, get_city
 from calliper_pipeline.config import ProbeConfig
-from calliper_pipeline.eval_data import (
+from calliper_pipeline.evaluation.data import (
     EvaluationDataError,
     LabelledPoints,
     MissingEvaluationSetError,
@@ -29,7 +29,7 @@ from calliper_pipeline.eval_data import (
     load_landuse,
     load_socioeconomic,
 )
-from calliper_pipeline.evaluate import (
+from calliper_pipeline.evaluation.probes import (
     FRAME_COLUMNS,
     EarlyStopping,
     _batched_loss,

@@ -7,7 +7,7 @@ import torch
 
 from calliper_pipeline.config import EncoderConfig
 from calliper_pipeline.errors import ConfigError
-from calliper_pipeline.location import (
+from calliper_pipeline.model.encodings import (
     NETWORK_REGISTRY,
     PE_REGISTRY,
     LocationEncoder,
@@ -15,8 +15,8 @@ from calliper_pipeline.location import (
     build_network,
     build_positional_encoding,
 )
-from calliper_pipeline.location.grid import GridEncoding
-from calliper_pipeline.location.networks import FCNet
+from calliper_pipeline.model.encodings.grid import GridEncoding
+from calliper_pipeline.model.encodings.networks import FCNet
 
 # out_dim with the default config (S = 32 scales, L = 10 degrees)
 EXPECTED_PE = {

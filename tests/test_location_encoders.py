@@ -21,11 +21,11 @@ import torch
 
 from calliper_pipeline.config import EncoderConfig
 from calliper_pipeline.errors import ConfigError, ModelInputError
-from calliper_pipeline.location import build_positional_encoding
-from calliper_pipeline.location.direct import DirectEncoding
-from calliper_pipeline.location.grid import GridEncoding
-from calliper_pipeline.location.multiscale import TABLE_HALF_STEPS, TABLE_STEP_M
-from calliper_pipeline.location.theory import TheoryEncoding
+from calliper_pipeline.model.encodings import build_positional_encoding
+from calliper_pipeline.model.encodings.direct import DirectEncoding
+from calliper_pipeline.model.encodings.grid import GridEncoding
+from calliper_pipeline.model.encodings.multiscale import TABLE_HALF_STEPS, TABLE_STEP_M
+from calliper_pipeline.model.encodings.theory import TheoryEncoding
 
 CENTRE = (530_000.0, 180_000.0)  # BNG metres, near Charing Cross
 LONDON_BOUNDS_M = (503_000.0, 155_000.0, 562_000.0, 201_000.0)  # Greater London, EPSG:27700

@@ -9,8 +9,12 @@ import torch
 
 from calliper_pipeline.config import EncoderConfig
 from calliper_pipeline.errors import ConfigError
-from calliper_pipeline.location import NETWORK_REGISTRY, build_location_encoder, build_network
-from calliper_pipeline.location.networks import FCNet, ResLayer, SineLayer, Siren
+from calliper_pipeline.model.encodings import (
+    NETWORK_REGISTRY,
+    build_location_encoder,
+    build_network,
+)
+from calliper_pipeline.model.encodings.networks import FCNet, ResLayer, SineLayer, Siren
 
 
 def n_params(module: torch.nn.Module) -> int:

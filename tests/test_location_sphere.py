@@ -10,10 +10,10 @@ import torch
 
 from calliper_pipeline.config import EncoderConfig
 from calliper_pipeline.errors import ConfigError
-from calliper_pipeline.location import build_positional_encoding
-from calliper_pipeline.location.sphere2vec import SphereC
-from calliper_pipeline.location.spherical_harmonics import SphericalHarmonics
-from calliper_pipeline.location.wrap import WrapEncoding
+from calliper_pipeline.model.encodings import build_positional_encoding
+from calliper_pipeline.model.encodings.sphere2vec import SphereC
+from calliper_pipeline.model.encodings.spherical_harmonics import SphericalHarmonics
+from calliper_pipeline.model.encodings.wrap import WrapEncoding
 
 SPHERE_NAMES = ("spherec", "spherec+", "spherem", "spherem+", "sphericalharmonics", "wrap")
 EDGE_POINTS = [[180.0, 0.0], [-180.0, 0.0], [0.0, 90.0], [0.0, -90.0], [180.0, 90.0], [-180, -90]]

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from calliper_pipeline.loss import clip_loss
+from calliper_pipeline.model.loss import clip_loss
 
 
 def test_uniform_logits_give_log_batch():

@@ -14,10 +14,15 @@ from matplotlib.figure import Figure
 from PIL import Image
 from pyproj import CRS
 
-from calliper_pipeline import maps
-from calliper_pipeline.cities import CitySpec, ColumnMap, SnapshotSpec, get_city
-from calliper_pipeline.grid import hexagon_grid, load_cells, load_map_layers, with_cell_columns
-from calliper_pipeline.train import EpochStats
+from calliper_pipeline.cities.cells import (
+    hexagon_grid,
+    load_cells,
+    load_map_layers,
+    with_cell_columns,
+)
+from calliper_pipeline.cities.spec import CitySpec, ColumnMap, SnapshotSpec, get_city
+from calliper_pipeline.maps import figures as maps
+from calliper_pipeline.training.loop import EpochStats
 
 BNG = CRS.from_epsg(27700)
 ATTRIBUTION = "© OpenStreetMap contributors"

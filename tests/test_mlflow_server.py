@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from calliper_pipeline.config import EncoderConfig
-from calliper_pipeline.model import CalliperModel, ModelSpec
-from calliper_pipeline.registry import (
+from calliper_pipeline.model.calliper import CalliperModel, ModelSpec
+from calliper_pipeline.tracking.registry import (
     TrackingConfig,
     epoch_logger,
     log_and_register_model,
@@ -30,7 +30,7 @@ from calliper_pipeline.registry import (
     run_url,
     start_training_run,
 )
-from calliper_pipeline.train import EpochStats
+from calliper_pipeline.training.loop import EpochStats
 
 CITY = "srvtown"
 HEALTH_TIMEOUT_S = 120.0  # ~10 s on an idle machine; 68 s measured on 2 busy CPUs

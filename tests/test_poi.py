@@ -8,12 +8,14 @@ import pandas as pd
 import pytest
 from shapely.geometry import LineString, Point
 
-from calliper_pipeline import poi, store, synthetic
-from calliper_pipeline.cities import CitySpec, ColumnMap, SnapshotSpec, get_city
+from calliper_pipeline.cities.spec import CitySpec, ColumnMap, SnapshotSpec, get_city
 from calliper_pipeline.config import DescriptionConfig
 from calliper_pipeline.constants import POI_COLUMNS
 from calliper_pipeline.errors import ConfigError, EmptySnapshotError, SnapshotFormatError
 from calliper_pipeline.hashing import file_hash, text_hash
+from calliper_pipeline.ingest import snapshot as poi
+from calliper_pipeline.store import pois as store
+from tests.support import synthetic
 
 N_POIS = 300
 CFG = DescriptionConfig()

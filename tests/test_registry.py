@@ -21,12 +21,12 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from calliper_pipeline import registry
 from calliper_pipeline.config import EncoderConfig, RunConfig, flatten
 from calliper_pipeline.errors import ConfigError, ModelInputError
-from calliper_pipeline.model import CalliperModel, ModelSpec, embed_points
-from calliper_pipeline.pyfunc import CalliperPyfunc, embedding_columns
-from calliper_pipeline.registry import (
+from calliper_pipeline.model.calliper import CalliperModel, ModelSpec, embed_points
+from calliper_pipeline.tracking import registry
+from calliper_pipeline.tracking.pyfunc import CalliperPyfunc, embedding_columns
+from calliper_pipeline.tracking.registry import (
     PromotionDecision,
     RegisteredVersion,
     TrackingConfig,
@@ -44,7 +44,7 @@ from calliper_pipeline.registry import (
     run_url,
     start_training_run,
 )
-from calliper_pipeline.train import EpochStats
+from calliper_pipeline.training.loop import EpochStats
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CITY = "testville"

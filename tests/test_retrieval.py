@@ -11,11 +11,10 @@ import torch
 from pyproj import CRS
 from torch import Tensor, nn
 
+from calliper_pipeline.cities.cells import hexagon_grid, with_cell_columns
 from calliper_pipeline.config import EncoderConfig
 from calliper_pipeline.errors import ConfigError
-from calliper_pipeline.grid import hexagon_grid, with_cell_columns
-from calliper_pipeline.model import CalliperModel, ModelSpec, prepare_coords
-from calliper_pipeline.retrieval import (
+from calliper_pipeline.evaluation.retrieval import (
     assign_cells,
     cell_embeddings,
     recall_metrics,
@@ -25,7 +24,8 @@ from calliper_pipeline.retrieval import (
     score_cells,
     true_cell_ranks,
 )
-from calliper_pipeline.text import HashingEncoder
+from calliper_pipeline.model.calliper import CalliperModel, ModelSpec, prepare_coords
+from calliper_pipeline.text.encoders import HashingEncoder
 
 CENTRE = (503_000.0, 172_500.0)
 REGIONS = (

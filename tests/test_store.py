@@ -4,9 +4,11 @@ import duckdb
 import pandas as pd
 import pytest
 
-from calliper_pipeline import poi, store, synthetic
 from calliper_pipeline.config import DescriptionConfig
 from calliper_pipeline.constants import INGEST_LOG_TABLE, POI_COLUMNS, POIS_TABLE, QUARANTINE_TABLE
+from calliper_pipeline.ingest import snapshot as poi
+from calliper_pipeline.store import pois as store
+from tests.support import synthetic
 
 N_POIS = 200
 

@@ -4,9 +4,11 @@ import geopandas as gpd
 import numpy as np
 import pytest
 
-from calliper_pipeline import poi, store, synthetic
-from calliper_pipeline.cities import load_city_file, load_city_registry
+from calliper_pipeline.cities.spec import load_city_file, load_city_registry
 from calliper_pipeline.config import DescriptionConfig
+from calliper_pipeline.ingest import snapshot as poi
+from calliper_pipeline.store import pois as store
+from tests.support import synthetic
 
 
 @pytest.fixture(scope="module")

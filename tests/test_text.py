@@ -15,7 +15,7 @@ import pytest
 from calliper_pipeline.constants import MINILM_DIM, MINILM_ENCODER_ID, TEXT_EMBEDDINGS_TABLE
 from calliper_pipeline.errors import CalliperError, ConfigError
 from calliper_pipeline.hashing import text_hash
-from calliper_pipeline.text import (
+from calliper_pipeline.text.encoders import (
     EmbedReport,
     HashingEncoder,
     MissingEmbeddingError,
@@ -78,7 +78,7 @@ def test_hashing_encoder_pinned_values():
 def test_import_has_no_side_effects():
     # A fresh interpreter: importing the module loads neither torch nor sentence-transformers.
     code = (
-        "import sys, calliper_pipeline.text; "
+        "import sys, calliper_pipeline.text.encoders; "
         "print(sorted(m for m in ('torch', 'sentence_transformers', 'transformers', 'dagster') "
         "if m in sys.modules))"
     )

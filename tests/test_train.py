@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from calliper_pipeline.config import EncoderConfig, TrainConfig
-from calliper_pipeline.model import (
+from calliper_pipeline.model.calliper import (
     CalliperModel,
     ModelSpec,
     embed_points,
@@ -15,7 +15,7 @@ from calliper_pipeline.model import (
     prepare_coords,
     save_model,
 )
-from calliper_pipeline.train import parameter_groups, split_indices, train
+from calliper_pipeline.training.loop import parameter_groups, split_indices, train
 
 SMALL = EncoderConfig(hidden_dim=64, num_layers=2, frequency_num=8, min_lambda_m=50.0)
 

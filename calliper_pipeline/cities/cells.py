@@ -1,0 +1,186 @@
+"""Hexagon cells over a city: the places that maps colour and retrieval ranks.
+
+A city either ships a hexagon grid (London: the authors' 350 m GLA grid, 15,041 cells) or gets
+one generated over its boundary (or its WGS84 bounds). Every cell table has the same columns:
+``cell_id`` (0-based row position, so it indexes embedding rows and :func:`assign_cells`
+results alike), ``x_m``/``y_m`` (cell centroid in the metric CRS, metres), ``lon``/``lat``
+(the centroid in WGS84 degrees) and the polygon ``geometry`` in the metric CRS.
+
+The same module loads the map layers drawn on top (the city boundary, an overlay outline such
+as London's Central Activities Zone) reprojected to the same CRS.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from pyproj import CRS, Transformer
+
+from calliper_pipeline.cities.spec import CitySpec, utm_epsg
+from calliper_pipeline.constants import COL_LAT, COL_LON, COL_X, COL_Y, WGS84_EPSG
+from calliper_pipeline.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+COL_CELL_ID = "cell_id"
+DEFAULT_CELL_SIZE_M = 350.0  # the paper's grid: 350 m between opposite edges of a hexagon
+
+
+@dataclass(frozen=True)
+class MapLayers:
+    """Outlines drawn on a city's maps, all in the cells' metric CRS (None: not drawn)."""
+
+    boundary: gpd.GeoDataFrame | None = None
+    overlay: gpd.GeoDataFrame | None = None
+    overlay_label: str | None = None
+    attribution: str = ""
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the map functions of :mod:`calliper_pipeline.maps.figures`."""
+        return {
+            "boundary": self.boundary,
+            "overlay": self.overlay,
+            "overlay_label": self.overlay_label,
+            "attribution": self.attribution,
+        }
+
+
+def hexagon_grid(
+    bounds_m: tuple[float, float, float, float],
+    size_m: float = DEFAULT_CELL_SIZE_M,
+    crs: Any = None,
+) -> gpd.GeoDataFrame:
+    """Flat-topped hexagons covering ``bounds_m`` (min_x, min_y, max_x, max_y; metres).
+
+    ``size_m`` is the distance between opposite edges, which is also the distance between the
+    centres of vertically adjacent cells (the GLA grid's convention: 350 m, 106,088 m² a cell).
+    Columns are 1.5 circumradii apart and every other column is shifted up by half a cell.
+
+    Returns:
+        GeoDataFrame (C rows) with ``cell_id``, ``x_m``, ``y_m`` (cell centres) and ``geometry``.
+    """
+    min_x, min_y, max_x, max_y = (float(v) for v in bounds_m)
+    if not (max_x > min_x and max_y > min_y):
+        raise ValueError(f"empty bounds {bounds_m}")
+    if size_m <= 0:
+        raise ValueError(f"size_m must be positive, got {size_m}")
+    radius = size_m / math.sqrt(3.0)
+    n_cols = math.ceil((max_x - min_x) / (1.5 * radius)) + 1
+    n_rows = math.ceil((max_y - min_y) / size_m) + 1
+    cols, rows = np.meshgrid(np.arange(n_cols), np.arange(n_rows), indexing="ij")
+    cx = min_x + 1.5 * radius * cols.ravel()
+    cy = min_y + size_m * rows.ravel() + np.where(cols.ravel() % 2 == 1, size_m / 2.0, 0.0)
+    angles = np.deg2rad(np.arange(6) * 60.0)
+    ring = np.stack(
+        [cx[:, None] + radius * np.cos(angles), cy[:, None] + radius * np.sin(angles)], axis=-1
+    )
+    return gpd.GeoDataFrame(
+        {COL_CELL_ID: np.arange(len(cx)), COL_X: cx, COL_Y: cy},
+        geometry=shapely.polygons(ring),
+        crs=crs,
+    )
+
+
+def with_cell_columns(cells: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Add ``cell_id``, ``x_m``, ``y_m``, ``lon``, ``lat`` to polygons in a metric CRS.
+
+    ``cell_id`` becomes the 0-based row position; centroids come from the geometry.
+    """
+    if cells.crs is None:
+        raise ConfigError("cells have no CRS")
+    out = cells.reset_index(drop=True).copy()
+    centroids = out.geometry.centroid
+    x = centroids.x.to_numpy(np.float64)
+    y = centroids.y.to_numpy(np.float64)
+    to_wgs84 = Transformer.from_crs(out.crs, CRS.from_epsg(WGS84_EPSG), always_xy=True)
+    lon, lat = to_wgs84.transform(x, y)
+    out[COL_CELL_ID] = np.arange(len(out), dtype=np.int64)
+    out[COL_X] = x
+    out[COL_Y] = y
+    out[COL_LON] = np.asarray(lon, np.float64)
+    out[COL_LAT] = np.asarray(lat, np.float64)
+    front = [COL_CELL_ID, COL_X, COL_Y, COL_LON, COL_LAT]
+    rest = [c for c in out.columns if c not in front]
+    return out[front + rest]
+
+
+def read_layer(path: Path, metric_epsg: int) -> gpd.GeoDataFrame:
+    """A vector file reprojected to ``metric_epsg``; a file without a CRS is an error."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"map layer not found: {path}")
+    layer = gpd.read_file(path)
+    if layer.crs is None:
+        raise ConfigError(f"{path}: no CRS (missing .prj?); cannot place it on the map")
+    return layer.to_crs(epsg=metric_epsg)
+
+
+def resolve_metric_epsg(city: CitySpec, metric_epsg: int | None) -> int:
+    """The explicit EPSG, else the city's, else the UTM zone of its WGS84 bounds' centre."""
+    if metric_epsg is not None:
+        return int(metric_epsg)
+    if city.metric_epsg is not None:
+        return int(city.metric_epsg)
+    if city.bounds_wgs84 is not None:
+        min_lon, min_lat, max_lon, max_lat = city.bounds_wgs84
+        return utm_epsg((min_lon + max_lon) / 2.0, (min_lat + max_lat) / 2.0)
+    raise ConfigError(f"city {city.key!r}: no metric CRS given and none can be derived")
+
+
+def load_cells(
+    city: CitySpec,
+    data_root: Path,
+    metric_epsg: int | None = None,
+    size_m: float = DEFAULT_CELL_SIZE_M,
+) -> gpd.GeoDataFrame:
+    """The city's cells in ``metric_epsg`` with ``cell_id, x_m, y_m, lon, lat, geometry``.
+
+    The configured hexagon grid (``city.evaluation.hex_grid_path``) when there is one, its own
+    columns kept (London: ``Hex_ID``). Otherwise :func:`hexagon_grid` of ``size_m`` over the
+    boundary's extent, keeping the cells whose centre lies inside the boundary (the GLA grid's
+    rule: whole hexagons, none cut), or over ``city.bounds_wgs84`` when there is no boundary.
+    """
+    epsg = resolve_metric_epsg(city, metric_epsg)
+    grid_path = city.resolve(data_root, city.evaluation.hex_grid_path if city.evaluation else None)
+    if grid_path is not None:
+        cells = read_layer(grid_path, epsg)
+        cells = cells[~(cells.geometry.is_empty | cells.geometry.isna())]
+        return with_cell_columns(cells)
+    boundary_path = city.resolve(data_root, city.boundary_path)
+    if boundary_path is not None:
+        area = read_layer(boundary_path, epsg).geometry.union_all()
+        min_x, min_y, max_x, max_y = area.bounds
+        cells = hexagon_grid((min_x, min_y, max_x, max_y), size_m, CRS.from_epsg(epsg))
+        centres = shapely.points(cells[COL_X].to_numpy(), cells[COL_Y].to_numpy())
+        shapely.prepare(area)
+        cells = cells[shapely.contains(area, centres)]
+    elif city.bounds_wgs84 is not None:
+        to_metric = Transformer.from_crs(WGS84_EPSG, epsg, always_xy=True)
+        min_x, min_y, max_x, max_y = to_metric.transform_bounds(*city.bounds_wgs84)
+        cells = hexagon_grid((min_x, min_y, max_x, max_y), size_m, CRS.from_epsg(epsg))
+    else:
+        raise ConfigError(f"city {city.key!r}: no hex grid, boundary or bounds to place cells")
+    logger.info("generated %d hexagon cells of %.0f m for %s", len(cells), size_m, city.key)
+    return with_cell_columns(cells.drop(columns=[COL_CELL_ID, COL_X, COL_Y]))
+
+
+def load_map_layers(city: CitySpec, data_root: Path, metric_epsg: int | None = None) -> MapLayers:
+    """The city's boundary and overlay outline (those configured) plus its attribution."""
+    epsg = resolve_metric_epsg(city, metric_epsg)
+    boundary_path = city.resolve(data_root, city.boundary_path)
+    overlay_path = city.resolve(
+        data_root, city.evaluation.overlay_path if city.evaluation else None
+    )
+    return MapLayers(
+        boundary=read_layer(boundary_path, epsg) if boundary_path is not None else None,
+        overlay=read_layer(overlay_path, epsg) if overlay_path is not None else None,
+        overlay_label=city.evaluation.overlay_label if city.evaluation else None,
+        attribution=city.attribution,
+    )

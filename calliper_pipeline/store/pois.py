@@ -1,0 +1,280 @@
+"""DuckDB store of normalised POIs: schema, idempotent per-city writes, reads.
+
+Three tables, all keyed by city:
+
+- ``pois`` (:data:`constants.POI_COLUMNS`): one row per valid POI, unique on (city, poi_id);
+  ``lon``/``lat`` WGS84 degrees, ``x_m``/``y_m`` metres in the city's metric CRS. Uniqueness is
+  checked inside the write transaction rather than by a PRIMARY KEY: DuckDB's index makes
+  deleting and re-inserting a city's 72k London rows in one transaction ~10x slower.
+- ``pois_quarantine``: rows rejected by validation, with the source column (``field``) and the
+  reason, and the raw row as JSON.
+- ``ingest_log``: one row per ingest (append-only): counts, snapshot hash, metric EPSG, time.
+
+A city's rows in ``pois`` and ``pois_quarantine`` are replaced in one transaction, so a re-run
+replaces rather than duplicates, and a failed write leaves the previous rows untouched.
+Coordinates are plain DOUBLE columns (the spatial extension downloads at run time).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pandas as pd
+
+from calliper_pipeline.constants import (
+    COL_CATEGORY,
+    COL_CITY,
+    COL_POI_ID,
+    COL_SOURCE_ROW,
+    INGEST_LOG_TABLE,
+    POI_COLUMNS,
+    POIS_TABLE,
+    QUARANTINE_TABLE,
+)
+
+if TYPE_CHECKING:
+    from calliper_pipeline.ingest.snapshot import IngestReport
+
+QUARANTINE_COLUMNS: tuple[str, ...] = (
+    COL_CITY,
+    COL_SOURCE_ROW,
+    COL_POI_ID,
+    "field",
+    "reason",
+    "raw_json",
+)
+
+_POIS_DDL = f"""
+CREATE TABLE IF NOT EXISTS {POIS_TABLE} (
+    city VARCHAR NOT NULL,
+    poi_id VARCHAR NOT NULL,
+    name VARCHAR,
+    category VARCHAR NOT NULL,
+    category_group VARCHAR,
+    description VARCHAR NOT NULL,
+    text_hash VARCHAR NOT NULL,
+    lon DOUBLE NOT NULL,
+    lat DOUBLE NOT NULL,
+    x_m DOUBLE NOT NULL,
+    y_m DOUBLE NOT NULL,
+    source_row BIGINT NOT NULL,
+    snapshot_hash VARCHAR NOT NULL
+)"""
+
+_QUARANTINE_DDL = f"""
+CREATE TABLE IF NOT EXISTS {QUARANTINE_TABLE} (
+    city VARCHAR NOT NULL,
+    source_row BIGINT NOT NULL,
+    poi_id VARCHAR,
+    field VARCHAR,
+    reason VARCHAR NOT NULL,
+    raw_json VARCHAR
+)"""
+
+_INGEST_LOG_DDL = f"""
+CREATE TABLE IF NOT EXISTS {INGEST_LOG_TABLE} (
+    ingest_id BIGINT NOT NULL,
+    city VARCHAR NOT NULL,
+    snapshot_hash VARCHAR NOT NULL,
+    source_path VARCHAR,
+    metric_epsg INTEGER NOT NULL,
+    rows_read BIGINT NOT NULL,
+    rows_filtered_out BIGINT NOT NULL,
+    rows_valid BIGINT NOT NULL,
+    rows_quarantined BIGINT NOT NULL,
+    filtered_by VARCHAR NOT NULL,
+    quarantined_by VARCHAR NOT NULL,
+    seconds DOUBLE,
+    ingested_at TIMESTAMP NOT NULL
+)"""
+
+_LOG_JSON_FIELDS = ("filtered_by", "quarantined_by")
+
+
+def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (creating its folder if needed) the DuckDB file at ``path``."""
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return duckdb.connect(str(path), read_only=read_only)
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the POI, quarantine and ingest-log tables if they do not exist (idempotent)."""
+    for ddl in (_POIS_DDL, _QUARANTINE_DDL, _INGEST_LOG_DDL):
+        con.execute(ddl)
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether ``table`` exists in the connection's current database and schema."""
+    rows = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ? "
+        "AND table_schema = current_schema() AND table_catalog = current_database()",
+        [table],
+    ).fetchall()
+    return bool(rows[0][0])
+
+
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, data: Any) -> Iterator[str]:
+    """Expose a DataFrame or Arrow table to SQL under a unique view name for the block."""
+    name = f"_frame_{uuid.uuid4().hex}"
+    con.register(name, data)
+    try:
+        yield name
+    finally:
+        con.unregister(name)
+
+
+def _insert_frame(
+    con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame, columns: tuple[str, ...]
+) -> None:
+    if df.empty:
+        return
+    cols = ", ".join(f'"{c}"' for c in columns)
+    with registered(con, df) as view:
+        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {view}")
+
+
+def _insert_ingest_log(con: duckdb.DuckDBPyConnection, city_key: str, report: IngestReport) -> None:
+    con.execute(
+        f"""
+        INSERT INTO {INGEST_LOG_TABLE}
+        SELECT coalesce((SELECT max(ingest_id) FROM {INGEST_LOG_TABLE}), 0) + 1,
+               ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+        """,
+        [
+            city_key,
+            report.snapshot_hash,
+            report.source_path,
+            report.metric_epsg,
+            report.rows_read,
+            report.rows_filtered_out,
+            report.rows_valid,
+            report.rows_quarantined,
+            json.dumps(report.filtered_by, sort_keys=True),
+            json.dumps(report.quarantined_by, sort_keys=True),
+            report.seconds,
+            datetime.now(UTC).replace(tzinfo=None),
+        ],
+    )
+
+
+def _check_unique_ids(con: duckdb.DuckDBPyConnection, city_key: str) -> None:
+    # fetchall, not fetchone: DuckDB 2 refuses new work while a result is left unfinished.
+    (dups,) = con.execute(
+        f"SELECT count(*) - count(DISTINCT {COL_POI_ID}) FROM {POIS_TABLE} WHERE city = ?",
+        [city_key],
+    ).fetchall()[0]
+    if dups:
+        raise ValueError(f"{city_key}: {dups} duplicate poi_id value(s) in the POIs to write")
+
+
+def _check_frame(df: pd.DataFrame, columns: tuple[str, ...], city_key: str, what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} frame lacks columns {missing}")
+    if not df.empty and not (df[COL_CITY] == city_key).all():
+        raise ValueError(f"{what} frame holds rows of a city other than {city_key!r}")
+
+
+def write_city_pois(
+    con: duckdb.DuckDBPyConnection,
+    city_key: str,
+    pois: pd.DataFrame,
+    quarantine: pd.DataFrame,
+    report: IngestReport,
+) -> None:
+    """Replace ``city_key``'s POIs and quarantine rows and log the ingest, in one transaction.
+
+    Args:
+        con: a writable connection (the schema is created if missing).
+        city_key: the city whose rows are replaced; every row of both frames must carry it.
+        pois: columns :data:`constants.POI_COLUMNS` (extra columns are ignored).
+        quarantine: columns :data:`QUARANTINE_COLUMNS`.
+        report: the ingest's counts, logged in ``ingest_log``.
+
+    Raises:
+        ValueError: a frame lacks columns, holds another city's rows, or repeats a poi_id
+            (nothing is written).
+        duckdb.Error: the write failed; the transaction was rolled back, so the tables hold
+            exactly what they held before.
+    """
+    _check_frame(pois, POI_COLUMNS, city_key, "pois")
+    _check_frame(quarantine, QUARANTINE_COLUMNS, city_key, "quarantine")
+    ensure_schema(con)
+    con.begin()
+    try:
+        con.execute(f"DELETE FROM {POIS_TABLE} WHERE city = ?", [city_key])
+        con.execute(f"DELETE FROM {QUARANTINE_TABLE} WHERE city = ?", [city_key])
+        _insert_frame(con, POIS_TABLE, pois, POI_COLUMNS)
+        _check_unique_ids(con, city_key)
+        _insert_frame(con, QUARANTINE_TABLE, quarantine, QUARANTINE_COLUMNS)
+        _insert_ingest_log(con, city_key, report)
+    except BaseException:
+        con.rollback()
+        raise
+    con.commit()
+
+
+def _select_city(
+    con: duckdb.DuckDBPyConnection, table: str, columns: tuple[str, ...], city_key: str
+) -> pd.DataFrame:
+    if not table_exists(con, table):
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    cols = ", ".join(f'"{c}"' for c in columns)
+    return con.execute(
+        f"SELECT {cols} FROM {table} WHERE city = ? ORDER BY {COL_SOURCE_ROW}, {COL_POI_ID}",
+        [city_key],
+    ).df()
+
+
+def read_city_pois(con: duckdb.DuckDBPyConnection, city_key: str) -> pd.DataFrame:
+    """The city's valid POIs (columns :data:`constants.POI_COLUMNS`), in source-row order."""
+    return _select_city(con, POIS_TABLE, POI_COLUMNS, city_key)
+
+
+def read_quarantine(con: duckdb.DuckDBPyConnection, city_key: str) -> pd.DataFrame:
+    """The city's quarantined rows (columns :data:`QUARANTINE_COLUMNS`), in source-row order."""
+    return _select_city(con, QUARANTINE_TABLE, QUARANTINE_COLUMNS, city_key)
+
+
+def latest_ingest(con: duckdb.DuckDBPyConnection, city_key: str) -> dict[str, Any] | None:
+    """The city's most recent ``ingest_log`` row as a dict (JSON count maps decoded), or None."""
+    if not table_exists(con, INGEST_LOG_TABLE):
+        return None
+    cur = con.execute(
+        f"SELECT * FROM {INGEST_LOG_TABLE} WHERE city = ? ORDER BY ingest_id DESC LIMIT 1",
+        [city_key],
+    )
+    rows = cur.fetchall()
+    if not rows:
+        return None
+    out = dict(zip([d[0] for d in cur.description], rows[0], strict=True))
+    for key in _LOG_JSON_FIELDS:
+        out[key] = json.loads(out[key])
+    return out
+
+
+def city_category_mix(con: duckdb.DuckDBPyConnection, city_key: str) -> pd.Series:
+    """Share of the city's POIs in each category (sums to 1; largest first; empty if none)."""
+    if not table_exists(con, POIS_TABLE):
+        return pd.Series(dtype=float, name="share")
+    df = con.execute(
+        f"""
+        SELECT {COL_CATEGORY}, count(*) / sum(count(*)) OVER () AS share
+        FROM {POIS_TABLE} WHERE city = ?
+        GROUP BY {COL_CATEGORY} ORDER BY share DESC, {COL_CATEGORY}
+        """,
+        [city_key],
+    ).df()
+    return pd.Series(
+        df["share"].to_numpy(dtype=float), index=pd.Index(df[COL_CATEGORY]), name="share"
+    )

@@ -1,0 +1,162 @@
+"""The MLflow pyfunc wrapper of a trained CaLLiPer location encoder.
+
+Consumers of a registered model never need to know the training CRS::
+
+    import mlflow
+
+    pyfunc = mlflow.pyfunc.load_model("models:/calliper_london@champion")
+    emb = pyfunc.predict(pd.DataFrame({"lon": [-0.1276], "lat": [51.5072]}))
+    # emb: DataFrame, one float32 column per dimension, "e000" ... "e127", same index as input
+
+Input: a DataFrame with float64 columns ``lon`` and ``lat`` (WGS84 degrees; other columns are
+ignored). They are transformed to the model's metric CRS (``ModelSpec.metric_epsg``) with pyproj
+(``always_xy``) and embedded with :func:`calliper_pipeline.model.calliper.embed_points`.
+
+Output: one float32 column per embedding dimension named ``e000`` ... ``e127`` (zero-padded to at
+least three digits, see :func:`embedding_columns`), the location embedding *before* L2
+normalisation (normalise yourself for cosine similarity), indexed like the input.
+
+Points more than :data:`BOUNDS_MARGIN_M` metres outside the model's ``bounds_m`` (the extent of the
+training POIs) raise :class:`~calliper_pipeline.errors.ModelInputError` naming how many and the
+first few row labels, unless ``params={"allow_outside": True}``: the encoder extrapolates poorly
+far from its training data (a model saved without ``bounds_m`` checks nothing). NaN, non-finite
+or out-of-range coordinates and missing columns raise ``ModelInputError`` too. (Through
+``mlflow.pyfunc`` the logged signature is enforced first, so a missing ``lon``/``lat`` column
+surfaces as MLflow's own schema error.)
+
+Retrieval (text -> place) needs the text side as well: after a registry pull the trained
+:class:`~calliper_pipeline.model.calliper.CalliperModel` is exposed as ``.model``::
+
+    model = mlflow.pyfunc.load_model(uri).unwrap_python_model().model
+    model.text_projection  # Linear(384 -> 128), model.encode_text(...) etc.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+from pyproj import Transformer
+
+from calliper_pipeline.errors import ModelInputError
+from calliper_pipeline.model.calliper import CalliperModel, embed_points, load_model
+
+#: Artifact key under which the torch file written by ``save_model`` is logged.
+MODEL_ARTIFACT_KEY = "model"
+#: Input columns (WGS84 degrees).
+LON, LAT = "lon", "lat"
+#: Tolerance around ``ModelSpec.bounds_m`` before a point counts as outside the city, metres.
+BOUNDS_MARGIN_M = 1000.0
+#: How many offending row labels an error message lists.
+_MAX_LISTED = 5
+
+
+def embedding_columns(dim: int) -> list[str]:
+    """Output column names: ``e000`` ... ``e{dim-1}`` (at least three digits, stable)."""
+    width = max(3, len(str(dim - 1)))
+    return [f"e{i:0{width}d}" for i in range(dim)]
+
+
+def _first_labels(index: pd.Index, mask: np.ndarray) -> str:
+    labels = [str(x) for x in index[mask][:_MAX_LISTED]]
+    more = ", ..." if int(mask.sum()) > _MAX_LISTED else ""
+    return "[" + ", ".join(labels) + more + "]"
+
+
+class CalliperPyfunc(PythonModel):
+    """``mlflow.pyfunc`` model: WGS84 ``lon, lat`` -> embedding columns ``e000`` ...
+
+    The instance pickled at logging time is empty; the weights come from the ``"model"``
+    artifact (a file written by :func:`calliper_pipeline.model.calliper.save_model`) in
+    :meth:`load_context`, after which ``.model`` is the loaded :class:`CalliperModel`.
+    """
+
+    def __init__(self) -> None:
+        self.model: CalliperModel | None = None
+        self._transformer: Transformer | None = None
+
+    # -- loading ---------------------------------------------------------------------------
+    def load_context(self, context: Any) -> None:
+        self.bind(load_model(Path(context.artifacts[MODEL_ARTIFACT_KEY])))
+
+    def bind(self, model: CalliperModel) -> CalliperPyfunc:
+        """Attach an in-memory model (what ``load_context`` does after reading the artifact)."""
+        model.eval()
+        self.model = model
+        self._transformer = Transformer.from_crs(
+            "EPSG:4326", f"EPSG:{model.spec.metric_epsg}", always_xy=True
+        )
+        return self
+
+    @classmethod
+    def from_model(cls, model: CalliperModel) -> CalliperPyfunc:
+        """A ready-to-predict wrapper around ``model`` (no MLflow involved)."""
+        return cls().bind(model)
+
+    # -- prediction ------------------------------------------------------------------------
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """Embed WGS84 points; see the module docstring for the contract."""
+        if self.model is None or self._transformer is None:
+            raise RuntimeError("CalliperPyfunc.predict called before load_context / bind")
+        allow_outside = bool((params or {}).get("allow_outside", False))
+        if not isinstance(model_input, pd.DataFrame):
+            model_input = pd.DataFrame(model_input)
+        missing = [c for c in (LON, LAT) if c not in model_input.columns]
+        if missing:
+            raise ModelInputError(
+                f"input lacks column(s) {missing}; expected WGS84 degrees in 'lon' and 'lat' "
+                f"(got columns {list(model_input.columns)[:10]})"
+            )
+        index = model_input.index
+        try:
+            lon = model_input[LON].to_numpy(dtype=np.float64, na_value=np.nan)
+            lat = model_input[LAT].to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError) as exc:
+            raise ModelInputError(f"'lon'/'lat' must be numeric: {exc}") from exc
+
+        bad = ~(np.isfinite(lon) & np.isfinite(lat))
+        if bad.any():
+            raise ModelInputError(
+                f"{int(bad.sum())} of {len(lon)} rows have a missing or non-finite lon/lat; "
+                f"first rows: {_first_labels(index, bad)}"
+            )
+        bad = (np.abs(lon) > 180.0) | (np.abs(lat) > 90.0)
+        if bad.any():
+            raise ModelInputError(
+                f"{int(bad.sum())} of {len(lon)} rows are not valid WGS84 degrees "
+                f"(|lon| <= 180, |lat| <= 90); first rows: {_first_labels(index, bad)}"
+            )
+
+        x_m, y_m = self._transformer.transform(lon, lat)
+        x_m = np.asarray(x_m, np.float64)
+        y_m = np.asarray(y_m, np.float64)
+        spec = self.model.spec
+        bad = ~(np.isfinite(x_m) & np.isfinite(y_m))
+        if bad.any():
+            raise ModelInputError(
+                f"{int(bad.sum())} of {len(lon)} rows cannot be projected to "
+                f"EPSG:{spec.metric_epsg}; first rows: {_first_labels(index, bad)}"
+            )
+        if spec.bounds_m is not None and not allow_outside:
+            min_x, min_y, max_x, max_y = spec.bounds_m
+            m = BOUNDS_MARGIN_M
+            outside = (x_m < min_x - m) | (x_m > max_x + m) | (y_m < min_y - m) | (y_m > max_y + m)
+            if outside.any():
+                raise ModelInputError(
+                    f"{int(outside.sum())} of {len(lon)} points lie outside the "
+                    f"{spec.city or 'model'}'s bounds (EPSG:{spec.metric_epsg} {spec.bounds_m}, "
+                    f"+{m:.0f} m margin); first rows: {_first_labels(index, outside)}. "
+                    "Pass params={'allow_outside': True} to embed them anyway."
+                )
+
+        emb = embed_points(self.model, x_m=x_m, y_m=y_m, lon=lon, lat=lat)
+        return pd.DataFrame(
+            np.ascontiguousarray(emb, dtype=np.float32),
+            columns=embedding_columns(emb.shape[1]),
+            index=index,
+        )
