@@ -40,7 +40,7 @@ from calliper_pipeline.text.encoders import (
 from calliper_pipeline.training.loop import EpochStats, TrainResult, train
 
 logger = logging.getLogger(__name__)
-LogFn = Callable[[str], None]
+from calliper_pipeline.progress import LogFn  # noqa: E402
 
 
 def ingest(

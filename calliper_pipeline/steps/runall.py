@@ -34,7 +34,7 @@ from calliper_pipeline.text.encoders import TextEncoder
 from calliper_pipeline.training.loop import TrainResult
 
 logger = logging.getLogger(__name__)
-LogFn = Callable[[str], None]
+from calliper_pipeline.progress import LogFn  # noqa: E402
 
 
 @dataclass

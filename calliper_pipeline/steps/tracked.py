@@ -12,7 +12,6 @@ outcome record for metadata.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +39,7 @@ from calliper_pipeline.tracking.registry import RegisteredVersion, RunHandle, Tr
 from calliper_pipeline.training.loop import EpochStats, split_indices
 
 logger = logging.getLogger(__name__)
-LogFn = Callable[[str], None]
+from calliper_pipeline.progress import LogFn  # noqa: E402
 
 
 # ------------------------------------------------------------------------------ ingestion

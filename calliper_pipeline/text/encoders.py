@@ -37,7 +37,7 @@ from calliper_pipeline.store.pois import registered, table_exists
 if TYPE_CHECKING:
     import duckdb
 
-LogFn = Callable[[str], None]
+from calliper_pipeline.progress import LogFn
 
 # Texts per encode() call between progress lines: large enough to keep the model busy, small
 # enough that a Dagster log shows progress every few seconds.
