@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 run: setup
-	$(PY) -m jobs.run_city --city $(CITY) --results docs/results.md
+	$(VENV)/bin/calliper run --city $(CITY) --results docs/results.md
 
 test: setup
 	$(PY) -m pytest -q

@@ -1,8 +1,9 @@
 """The Dagster asset graph of calliper-pipeline: every asset and check partitioned by city.
 
 ``poi_snapshot`` (observed) -> ``pois`` -> ``text_embeddings`` -> ``calliper_model`` ->
-``land_use_evaluation``, ``socioeconomic_evaluation`` -> ``calliper_champion``, and
-``calliper_model`` -> ``embedding_maps``. :func:`build_city_assets` builds them for a registry.
+``land_use_evaluation``, ``socioeconomic_evaluation`` -> ``calliper_champion``;
+``calliper_model`` -> ``embedding_maps``; ``pois`` -> ``baselines``.
+:func:`build_city_assets` builds them for a registry.
 """
 
 import warnings
@@ -12,7 +13,13 @@ from dataclasses import dataclass
 import dagster as dg
 
 from assets.embeddings import build_embedding_checks, build_text_embeddings
-from assets.evaluation import LAND_USE, SOCIOECONOMIC, build_champion, build_evaluation
+from assets.evaluation import (
+    LAND_USE,
+    SOCIOECONOMIC,
+    build_baselines,
+    build_champion,
+    build_evaluation,
+)
 from assets.ingestion import build_poi_checks, build_pois, build_snapshot
 from assets.maps import build_embedding_maps
 from assets.partitions import Cities
@@ -48,6 +55,7 @@ def _build(cities: Cities) -> CityAssets:
         build_calliper_model(cities),
         build_evaluation(cities, LAND_USE, "luc"),
         build_evaluation(cities, SOCIOECONOMIC, "sdm"),
+        build_baselines(cities),
         build_champion(cities),
         build_embedding_maps(cities),
     ]

@@ -7,20 +7,16 @@ one place. Only what an operator tunes is exposed; everything else keeps the lib
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Literal
+from typing import Any, Literal
 
 import dagster as dg
 from pydantic import Field
 
-from calliper_pipeline.config import (
-    DescriptionConfig,
-    EncoderConfig,
-    ProbeConfig,
-    RunConfig,
-    TrainConfig,
-)
+from calliper_pipeline import presets
+from calliper_pipeline.config import DescriptionConfig, ProbeConfig, RunConfig
+from calliper_pipeline.store.metrics import higher_is_better
 
-_T, _E, _P = TrainConfig(), EncoderConfig(), ProbeConfig()
+_P = ProbeConfig()
 Variant = Literal["calliper", "calliper_plus"]
 
 DEFAULT_QUERIES = (
@@ -42,50 +38,47 @@ class DescriptionSettings(dg.Config):
 
 
 class TrainingConfig(DescriptionSettings):
-    """Training of the location encoder (the paper's defaults)."""
+    """Training of the location encoder: a preset plus what the operator overrides.
 
-    epochs: int = Field(default=_T.epochs, description="training epochs")
-    batch_size: int = Field(default=_T.batch_size, description="POIs per contrastive batch")
-    lr: float = Field(default=_T.lr, description="AdamW learning rate")
-    device: str = Field(default=_T.device, description="cpu | cuda")
-    bf16: bool = Field(default=_T.bf16, description="bf16 autocast (CUDA only)")
-    seed: int = Field(default=_T.seed, description="seed of split, initialisation, shuffling")
+    ``preset`` names a library preset (``default``: what ``make run`` trains; ``paper``: the
+    published recipe). Every other field left at null keeps the preset's value; the library's
+    :func:`calliper_pipeline.presets.run_config` is the one builder, shared with the CLI.
+    """
+
+    preset: str = Field(default=presets.DEFAULT, description="default | paper")
+    epochs: int | None = Field(default=None, description="training epochs")
+    batch_size: int | None = Field(default=None, description="points per contrastive batch")
+    lr: float | None = Field(default=None, description="AdamW learning rate")
+    device: str | None = Field(default=None, description="cpu | cuda")
+    bf16: bool | None = Field(default=None, description="bf16 autocast (CUDA only)")
+    seed: int | None = Field(default=None, description="seed of split, initialisation, shuffling")
     early_stopping_patience: int | None = Field(
-        default=_T.early_stopping_patience, description="epochs without improvement; null = off"
+        default=None, description="epochs without validation improvement before stopping"
     )
-    num_threads: int | None = Field(default=None, description="torch CPU threads; null = torch's")
-    pe: str = Field(default=_E.pe, description="positional encoding: grid, theory, spherec, ...")
-    network: str = Field(default=_E.network, description="network: fcnet | mlp | siren")
-    hidden_dim: int = Field(default=_E.hidden_dim, description="network width")
-    num_layers: int = Field(default=_E.num_layers, description="residual blocks / hidden layers")
-    frequency_num: int = Field(default=_E.frequency_num, description="scales of grid/theory")
-    min_lambda_m: float = Field(default=_E.min_lambda_m, description="smallest wavelength, m")
-    max_lambda_m: float = Field(default=_E.max_lambda_m, description="largest wavelength, m")
+    num_threads: int | None = Field(default=None, description="torch CPU threads; null = auto")
+    normalize_text: bool | None = Field(
+        default=None, description="normalise the projected text too (CLIP); the paper does not"
+    )
+    pe: str | None = Field(default=None, description="positional encoding: grid, theory, ...")
+    network: str | None = Field(default=None, description="network: fcnet | mlp | siren")
+    hidden_dim: int | None = Field(default=None, description="network width")
+    num_layers: int | None = Field(default=None, description="residual blocks / hidden layers")
+    frequency_num: int | None = Field(default=None, description="scales of grid/theory")
+    min_lambda_m: float | None = Field(default=None, description="smallest wavelength, metres")
+    max_lambda_m: float | None = Field(default=None, description="largest wavelength, metres")
+
+    def overrides(self) -> dict[str, Any]:
+        """The fields the operator set (non-null), by their flat names."""
+        return {
+            k: v
+            for k, v in self.model_dump().items()
+            if k in presets.FIELDS and v is not None and k != "description_variant"
+        }
 
     def run_config(self) -> RunConfig:
         """The library's RunConfig (probe settings at their defaults)."""
-        train = replace(
-            _T,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            device=self.device,
-            bf16=self.bf16,
-            seed=self.seed,
-            early_stopping_patience=self.early_stopping_patience,
-            num_threads=self.num_threads,
-        )
-        encoder = replace(
-            _E,
-            pe=self.pe,
-            network=self.network,
-            hidden_dim=self.hidden_dim,
-            num_layers=self.num_layers,
-            frequency_num=self.frequency_num,
-            min_lambda_m=self.min_lambda_m,
-            max_lambda_m=self.max_lambda_m,
-        )
-        return RunConfig(description=self.description(), encoder=encoder, train=train)
+        cfg = presets.run_config(self.preset, self.overrides())
+        return replace(cfg, description=self.description())
 
 
 class EvaluationConfig(dg.Config):
@@ -121,7 +114,7 @@ class PromotionConfig(dg.Config):
         """True when a higher score is better."""
         if self.higher_is_better is not None:
             return self.higher_is_better
-        return not self.metric.startswith("sdm.")
+        return higher_is_better(self.metric)
 
 
 class MapsConfig(dg.Config):

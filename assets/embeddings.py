@@ -40,12 +40,12 @@ def build_text_embeddings(cities: Cities) -> dg.AssetsDefinition:
         duckdb: DuckDBResource,
         text_encoder: TextEncoderResource,
     ) -> dg.MaterializeResult:
-        from calliper_pipeline.steps import core as pipeline
+        from calliper_pipeline.steps import embed as embedding
 
         city = cities.spec(context.partition_key)
         encoder = text_encoder.encoder()
         with duckdb.connect() as con:
-            report = pipeline.embed(
+            report = embedding.embed(
                 con,
                 city,
                 encoder,

@@ -1,10 +1,11 @@
 """Evaluation: the paper's probes on the exact trained version, and the champion gate."""
 
+import warnings
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
-from dagster._core.event_api import PartitionKeyFilter
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+import pandas as pd
 
 from assets.config import EvaluationConfig, PromotionConfig
 from assets.embeddings import BLOCKING_EMBEDDING_CHECKS, TEXT_EMBEDDINGS
@@ -18,6 +19,7 @@ GROUP = "evaluation"
 LAND_USE = dg.AssetKey("land_use_evaluation")
 SOCIOECONOMIC = dg.AssetKey("socioeconomic_evaluation")
 CHAMPION = dg.AssetKey("calliper_champion")
+BASELINES = dg.AssetKey("baselines")
 TASK_LABELS = {"luc": "land-use classification", "sdm": "socio-economic distribution"}
 BLOCKING_CHECK_KEYS = tuple(dg.AssetCheckKey(POIS, n) for n in BLOCKING_POI_CHECKS) + tuple(
     dg.AssetCheckKey(TEXT_EMBEDDINGS, n) for n in BLOCKING_EMBEDDING_CHECKS
@@ -31,7 +33,7 @@ def build_evaluation(cities: Cities, key: dg.AssetKey, task: str) -> dg.AssetsDe
     @dg.asset(
         name=key.path[-1],
         partitions_def=cities.partitions,
-        deps=[CALLIPER_MODEL],
+        deps=[CALLIPER_MODEL, BASELINES],
         group_name=GROUP,
         pool=DUCKDB_POOL,
         automation_condition=dg.AutomationCondition.eager(),
@@ -50,6 +52,7 @@ def build_evaluation(cities: Cities, key: dg.AssetKey, task: str) -> dg.AssetsDe
         mlflow: MlflowResource,
     ) -> dg.MaterializeResult:
         from calliper_pipeline.steps import assess as assessment
+        from calliper_pipeline.steps import baselines as steps_baselines
         from calliper_pipeline.store import metrics as results
 
         city = cities.spec(context.partition_key)
@@ -68,40 +71,147 @@ def build_evaluation(cities: Cities, key: dg.AssetKey, task: str) -> dg.AssetsDe
             n_rows = results.write_evaluation(
                 con, city.key, version.name, version.version, version.run_id, out.frame
             )
+            base = steps_baselines.cached_baselines(
+                con, city, data.data_root_path, _baseline_config(config), log=context.log.info
+            )
         context.log.info(f"{version.model_uri}: {task} {out.metrics}")
-        shown = out.frame[["probe", "metric", "mean_x100", "std_x100", "n_seeds"]]
         return dg.MaterializeResult(
-            metadata={
-                "skipped": False,
-                "model_uri": version.model_uri,
-                "mlflow_run_id": version.run_id or "",
-                "results": dg.MetadataValue.md(markdown_table(shown, max_rows=20)),
-                "results_table": png_markdown(out.table_png, f"{task} results"),
-                **numbers(
-                    {
-                        **{k.replace(".", "_"): v for k, v in out.metrics.items()},
-                        "n_points": out.n_points,
-                        "n_test": out.split_sizes[2],
-                        "rows_written": n_rows,
-                        "seconds": out.seconds,
-                    }
-                ),
-            }
+            metadata=_evaluation_metadata(out, version, n_rows, base.frame, task)
         )
 
     return _evaluation
 
 
-def blocking_checks_passed(context: dg.AssetExecutionContext, city_key: str) -> dict[str, bool]:
-    """Whether each blocking check's latest execution for the city passed (missing: False)."""
-    latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        list(BLOCKING_CHECK_KEYS), partition_filter=PartitionKeyFilter(key=city_key)
-    )
+def _baseline_config(config: EvaluationConfig) -> Any:
+    """The RunConfig whose encoder and probe settings key the cached baselines."""
+    from calliper_pipeline import presets
+
+    return replace(presets.run_config(), probe=config.probe_config())
+
+
+def _evaluation_metadata(
+    out: Any, version: Any, n_rows: int, baselines: Any, task: str
+) -> dict[str, Any]:
+    """Our probes' table, the same table for every baseline beside it, and the numbers."""
+    cols = ["protocol", "probe", "metric", "mean_x100", "std_x100", "n_seeds"]
+    ours = out.frame.assign(encoder="ours")
+    others = baselines[(baselines["task"] == task) & (baselines["probe"] == "mlp")]
+    beside = pd.concat([ours[ours["probe"] == "mlp"], others], ignore_index=True)
+    beside = beside[["encoder", "protocol", "metric", "mean_x100", "std_x100"]].round(2)
     return {
-        key.name: (rec := latest.get(key)) is not None
-        and rec.status == AssetCheckExecutionRecordStatus.SUCCEEDED
-        for key in BLOCKING_CHECK_KEYS
+        "skipped": False,
+        "model_uri": version.model_uri,
+        "mlflow_run_id": version.run_id or "",
+        "results": dg.MetadataValue.md(markdown_table(out.frame[cols], max_rows=40)),
+        "mlp_probe_vs_baselines": dg.MetadataValue.md(markdown_table(beside, max_rows=60)),
+        "results_table": png_markdown(out.table_png, f"{task} results"),
+        **numbers(
+            {
+                **{k.replace(".", "_"): v for k, v in out.metrics.items()},
+                "n_points": out.n_points,
+                "n_test": out.split_sizes[2],
+                "rows_written": n_rows,
+                "seconds": out.seconds,
+            }
+        ),
     }
+
+
+def build_baselines(cities: Cities) -> dg.AssetsDefinition:
+    """``baselines``: the four training-free baselines under both protocols, cached on inputs."""
+
+    @dg.asset(
+        name=BASELINES.path[-1],
+        partitions_def=cities.partitions,
+        deps=[POIS],
+        group_name=GROUP,
+        pool=DUCKDB_POOL,
+        automation_condition=dg.AutomationCondition.eager(),
+        kinds={"pytorch", "duckdb"},
+        code_version="1",
+        description=(
+            "Raw coordinates, the bare positional encoding, an untrained encoder and POI "
+            "category counts (200-2000 m) through the same probes, random split and spatial "
+            "blocks; cached on the snapshot, evaluation files and settings (DuckDB)."
+        ),
+    )
+    def baselines(
+        context: dg.AssetExecutionContext,
+        config: EvaluationConfig,
+        duckdb: DuckDBResource,
+        data: DataLocationResource,
+    ) -> dg.MaterializeResult:
+        from calliper_pipeline.steps import baselines as steps_baselines
+        from calliper_pipeline.steps.assess import has_evaluation_set
+
+        city = cities.spec(context.partition_key)
+        if not (has_evaluation_set(city, "luc") or has_evaluation_set(city, "sdm")):
+            reason = f"{city.name} has no evaluation set: no baseline to compute"
+            context.log.info(f"skipped: {reason}")
+            return dg.MaterializeResult(metadata={"skipped": True, "reason": reason})
+        with duckdb.connect() as con:
+            out = steps_baselines.cached_baselines(
+                con, city, data.data_root_path, _baseline_config(config), log=context.log.info
+            )
+        frame = out.frame
+        shown = frame[["encoder", "protocol", "task", "probe", "metric", "mean", "std"]].copy()
+        shown[["mean", "std"]] = (shown[["mean", "std"]] * 100.0).round(2)
+        mlp = frame[(frame["probe"] == "mlp") & frame["metric"].isin(["f1", "l1"])]
+        keys = [
+            f"{p}_{t}_mlp_{m}_{_short(str(e))}"
+            for p, t, m, e in zip(
+                mlp["protocol"], mlp["task"], mlp["metric"], mlp["encoder"], strict=False
+            )
+        ]
+        headline = dict(zip(keys, mlp["mean"].astype(float).tolist(), strict=True))
+        return dg.MaterializeResult(
+            metadata={
+                "skipped": False,
+                "cache_key": out.cache_key,
+                "cache_hit": out.cache_hit,
+                "results": dg.MetadataValue.md(markdown_table(shown, max_rows=80)),
+                **numbers(headline),
+            }
+        )
+
+    return baselines
+
+
+def _short(label: str) -> str:
+    """A metadata-key-safe short name of a baseline label."""
+    for word, short in (("count", "counts"), ("positional", "pe"), ("untrained", "untrained"),
+                        ("raw", "raw")):  # fmt: skip
+        if word in label:
+            return short
+    return "other"
+
+
+def blocking_checks_passed(context: dg.AssetExecutionContext, city_key: str) -> dict[str, bool]:
+    """Whether each blocking check's latest evaluation for the city passed (missing: False).
+
+    Reads the instance's event log through public APIs: the newest check-evaluation events
+    (the last 1,000 of every check), filtered to this city's partition.
+    """
+    latest: dict[dg.AssetCheckKey, bool] = {}
+    with warnings.catch_warnings():
+        # Public, deprecated for 2.0; dagster 1.13 has no fetch_* twin for check evaluations
+        # filtered by partition (the private event-log storage API is what we avoid).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        records = context.instance.get_event_records(
+            dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION),
+            limit=1000,
+            ascending=False,
+        )
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        evaluation = event.event_specific_data if event is not None else None
+        if not isinstance(evaluation, dg.AssetCheckEvaluation):
+            continue
+        if evaluation.partition not in (None, city_key):
+            continue
+        key = dg.AssetCheckKey(evaluation.asset_key, evaluation.check_name)
+        latest.setdefault(key, bool(evaluation.passed))
+    return {key.name: latest.get(key, False) for key in BLOCKING_CHECK_KEYS}
 
 
 def build_champion(cities: Cities) -> dg.AssetsDefinition:

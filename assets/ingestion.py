@@ -15,7 +15,7 @@ from assets.config import DriftCheckConfig
 from assets.metadata import column_schema, markdown_table, numbers
 from assets.partitions import Cities
 from assets.resources import DUCKDB_POOL, DataLocationResource, DuckDBResource
-from calliper_pipeline.hashing import file_hash
+from calliper_pipeline.ingest.ingest import snapshot_hash
 
 GROUP = "ingestion"
 POI_SNAPSHOT = dg.AssetKey("poi_snapshot")
@@ -35,7 +35,10 @@ def build_snapshot(cities: Cities) -> dg.SourceAsset:
         name=POI_SNAPSHOT.path[-1],
         partitions_def=cities.partitions,
         group_name=GROUP,
-        description="The city's POI snapshot file; its SHA-256 content hash is the data version.",
+        description=(
+            "The city's POI snapshot files; their combined SHA-256 content hash is the data "
+            "version."
+        ),
     )
     def poi_snapshot(
         context: dg.AssetExecutionContext, data: DataLocationResource
@@ -43,14 +46,14 @@ def build_snapshot(cities: Cities) -> dg.SourceAsset:
         one = context.has_partition_key
         versions = {}
         for key in [context.partition_key] if one else sorted(cities.specs):
-            path = cities.spec(key).snapshot_path(data.data_root_path)
-            if not path.is_file():
+            try:  # every source file of the city: a change to any of them is a new version
+                versions[key] = snapshot_hash(cities.spec(key), data.data_root_path)
+            except FileNotFoundError as err:
                 if one:
-                    raise FileNotFoundError(f"snapshot of {key!r} not found: {path}")
-                context.log.warning(f"{key}: no snapshot at {path}; not observed")
+                    raise FileNotFoundError(f"snapshot of {key!r} not found: {err}") from err
+                context.log.warning(f"{key}: {err}; not observed")
                 continue
-            versions[key] = file_hash(path)
-            context.log.info(f"{key}: {path} has hash {versions[key][:12]}")
+            context.log.info(f"{key}: snapshot hash {versions[key][:12]}")
         with warnings.catch_warnings():  # beta in dagster 1.13, and what partitions need
             warnings.simplefilter("ignore", dg.BetaWarning)
             return dg.DataVersionsByPartition(versions)
@@ -79,11 +82,11 @@ def build_pois(cities: Cities) -> dg.AssetsDefinition:
     def pois(
         context: dg.AssetExecutionContext, duckdb: DuckDBResource, data: DataLocationResource
     ) -> dg.MaterializeResult:
-        from calliper_pipeline.steps import tracked as stages
+        from calliper_pipeline.steps import ingest as ingestion
 
         city = cities.spec(context.partition_key)
         with duckdb.connect() as con:
-            out = stages.ingest_profiled(con, city, data.data_root_path)
+            out = ingestion.ingest_profiled(con, city, data.data_root_path)
         r = out.report
         context.log.info(
             f"{city.key}: {r.rows_valid:,} POIs stored, {r.rows_quarantined:,} quarantined, "

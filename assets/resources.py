@@ -9,9 +9,7 @@ created on disk until a run uses a resource.
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import os
-import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -23,11 +21,11 @@ import dagster as dg
 import duckdb
 from pydantic import Field
 
-from calliper_pipeline import settings
+from calliper_pipeline import provenance, settings
 
 if TYPE_CHECKING:  # torch and mlflow load only when a run needs them
     from calliper_pipeline.text.encoders import TextEncoder
-    from calliper_pipeline.tracking.registry import TrackingConfig
+    from calliper_pipeline.tracking.runs import TrackingConfig
 
 DUCKDB_POOL = "duckdb"  # DuckDB allows one writing process: its users share this pool (limit 1)
 _LOCK_MESSAGES = ("Could not set lock", "Conflicting lock")
@@ -54,7 +52,7 @@ class DuckDBResource(dg.ConfigurableResource):
             con.close()
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        from calliper_pipeline.store.pois import connect as store_connect
+        from calliper_pipeline.store.db import connect as store_connect
 
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.2
@@ -117,15 +115,13 @@ class MlflowResource(dg.ConfigurableResource):
 
     def tracking(self) -> TrackingConfig:
         """The library's TrackingConfig (the local store's folder is created here)."""
-        from calliper_pipeline.tracking import registry
+        from calliper_pipeline.tracking import runs
 
         if not self.tracking_uri:
             if not self.store_dir:
                 raise ValueError("MlflowResource needs tracking_uri or store_dir")
-            return replace(
-                registry.default_tracking(Path(self.store_dir)), experiment=self.experiment
-            )
-        return registry.TrackingConfig(
+            return replace(runs.default_tracking(Path(self.store_dir)), experiment=self.experiment)
+        return runs.TrackingConfig(
             tracking_uri=self.tracking_uri,
             registry_uri=self.registry_uri or None,
             experiment=self.experiment,
@@ -162,23 +158,6 @@ def default_resources(
     )
 
 
-@functools.cache
 def code_version() -> str:
-    """``<package version>+g<commit>`` (``.dirty`` with uncommitted changes), or the version."""
-    try:
-        version = importlib.metadata.version("calliper-pipeline")
-    except importlib.metadata.PackageNotFoundError:
-        version = "0+unknown"
-    repo = settings.REPO_ROOT
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=repo, capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=repo, capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return str(version)
-    return f"{version}+g{sha}{'.dirty' if dirty else ''}"
+    """The code version recorded on every MLflow run (see :func:`provenance.code_version`)."""
+    return provenance.code_version(settings.REPO_ROOT)

@@ -1,6 +1,6 @@
 """Training: one MLflow run and one registered model version per materialisation."""
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -47,19 +47,22 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
         data: DataLocationResource,
         mlflow: MlflowResource,
     ) -> dg.MaterializeResult:
-        from calliper_pipeline.steps import core as pipeline
-        from calliper_pipeline.steps import tracked as stages
+        from calliper_pipeline.steps import train as training
+        from calliper_pipeline.training.inputs import training_inputs
 
         city = cities.spec(context.partition_key)
         run_cfg = config.run_config()
         encoder_id = text_encoder.encoder().encoder_id
         with duckdb.connect(read_only=True) as con:
-            inputs = pipeline.training_inputs(con, city, data.data_root_path, encoder_id, run_cfg)
+            inputs = training_inputs(
+                con, city, data.data_root_path, encoder_id, run_cfg,
+                cache_dir=data.output_dir(city.key, "cache", "targets"),
+            )  # fmt: skip
         context.log.info(
             f"{city.key}: training on {len(inputs.pois):,} POIs and {len(inputs.texts):,} "
             f"distinct texts, {run_cfg.train.epochs} epochs on {run_cfg.train.device}"
         )
-        out = stages.train_and_register(
+        out = training.train_and_register(
             inputs,
             city,
             data.data_root_path,
@@ -72,33 +75,40 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
         )
         v = out.version
         context.log.info(f"registered {v.model_uri} (alias candidate), MLflow run {out.run_id}")
-        return dg.MaterializeResult(
-            metadata={
-                "mlflow_run_id": out.run_id,
-                "mlflow_run_url": _link(out.run_url),
-                "model_name": v.name,
-                "model_version": v.version,
-                "model_uri": v.model_uri,
-                "snapshot_hash": out.snapshot_hash,
-                "description_variant": config.description_variant,
-                "training_curve": png_markdown(out.curve_png, "training curve"),
-                **numbers(
-                    {
-                        "best_epoch": out.best_epoch,
-                        "best_val_loss": out.best_val_loss,
-                        "epochs_run": len(out.history),
-                        "seconds_per_epoch": out.seconds_per_epoch,
-                        "pois_per_second": out.pois_per_second,
-                        "n_train": out.n_train,
-                        "n_val": out.n_val,
-                        "n_texts": out.n_texts,
-                        **{f"retrieval_{k}": val for k, val in out.retrieval.items()},
-                    }
-                ),
-            }
-        )
+        return dg.MaterializeResult(metadata=_training_metadata(out, config, run_cfg))
 
     return calliper_model
+
+
+def _training_metadata(out: Any, config: TrainingConfig, run_cfg: Any) -> dict[str, Any]:
+    """The materialisation's metadata: MLflow run and model, the curve, numbers as numbers."""
+    v = out.version
+    return {
+        "mlflow_run_id": out.run_id,
+        "mlflow_run_url": _link(out.run_url),
+        "model_name": v.name,
+        "model_version": v.version,
+        "model_uri": v.model_uri,
+        "snapshot_hash": out.snapshot_hash,
+        "preset": config.preset,
+        "objective": run_cfg.objective.name,
+        "description_variant": config.description_variant,
+        "training_curve": png_markdown(out.curve_png, "training curve"),
+        **numbers(
+            {
+                "embedding_dim": run_cfg.encoder.embed_dim * run_cfg.objective.heads,
+                "best_epoch": out.best_epoch,
+                "best_val_loss": out.best_val_loss,
+                "epochs_run": len(out.history),
+                "seconds_per_epoch": out.seconds_per_epoch,
+                "pois_per_second": out.pois_per_second,
+                "n_train": out.n_train,
+                "n_val": out.n_val,
+                "n_texts": out.n_texts,
+                **{f"retrieval_{k}": val for k, val in out.retrieval.items()},
+            }
+        ),
+    }
 
 
 def _link(url: str | None) -> dg.MetadataValue:

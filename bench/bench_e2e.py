@@ -2,9 +2,12 @@
 
 (a) The CLI stage by stage, each command a fresh process (imports and model loading included,
     as a user pays them) in a fresh ``CALLIPER_HOME``: ``calliper ingest``, ``calliper
-    embed-texts``, ``calliper train --epochs E``, ``calliper evaluate`` (20 probe runs).
-(b) ``calliper run-all`` (in one process: ingest, embed, train, evaluate ours, the four
-    baselines) in a fresh home, then again on the same home (texts and baselines cached).
+    embed-texts``, ``calliper train --preset paper --epochs E`` (registers version 1 of
+    ``calliper_london``), ``calliper evaluate`` of that version (20 probe runs).
+(b) ``calliper run --preset paper`` (:func:`jobs.run_city.run`: the city's whole asset graph
+    through Dagster in one process: ingest, embed, train + register, evaluate, the four
+    baselines, promotion, maps) in a fresh home, then again on the same home (texts and
+    baselines cached); per-step wall seconds from the Dagster instance.
 
 ``--epochs`` defaults to a short run (the stages' costs are per epoch, see benchmark 3);
 ``--epochs 100`` is the paper configuration.
@@ -56,12 +59,15 @@ def cli_stages(section: Section, epochs: int, threads: str | None, seeds: str) -
     thr = ["--threads", threads] if threads else []
     with tempfile.TemporaryDirectory(prefix="calliper-e2e-", dir=BENCH_HOME) as tmp:
         home = Path(tmp)
-        model = home / "models" / "london-calliper.pt"
+        model = "models:/calliper_london@candidate"  # the version `calliper train` registers
         stages = [
             ("ingest", ["ingest", "--city", "london"]),
             ("embed", ["embed-texts", "--city", "london"]),
-            ("train", ["train", "--city", "london", "--epochs", str(epochs), *thr]),
-            ("evaluate", ["evaluate", "--city", "london", "--model", str(model), "--seeds", seeds]),
+            (
+                "train",
+                ["train", "--city", "london", "--preset", "paper", "--epochs", str(epochs), *thr],
+            ),
+            ("evaluate", ["evaluate", "--city", "london", "--model", model, "--seeds", seeds]),
         ]
         total_wall = total_cpu = 0.0
         for name, args in stages:
@@ -82,17 +88,17 @@ def cli_stages(section: Section, epochs: int, threads: str | None, seeds: str) -
 
 def run_all_twice(section: Section, epochs: int, threads: str | None) -> dict[str, Any]:
     thr = ["--threads", threads] if threads else []
-    args = ["--city", "london", "--epochs", str(epochs), *thr]
+    args = ["--city", "london", "--preset", "paper", "--epochs", str(epochs), *thr]
     runs = {}
     with tempfile.TemporaryDirectory(prefix="calliper-e2e-", dir=BENCH_HOME) as tmp:
         for name in ("fresh home", "same home again"):
-            log(f"e2e run-all: {name}")
+            log(f"e2e run: {name}")
             runs[name] = run_worker("run_all", {"args": args, "home": tmp})
     stages = list(runs["fresh home"]["stage_seconds"])
     table = section.table(
-        f"(b) `calliper run-all {' '.join(args)}` in one process (its own stage timer, wall "
-        "seconds; the four baselines are computed on the first run and read from the store on "
-        "the second):",
+        f"(b) `calliper run {' '.join(args)}` in one process (wall seconds per Dagster step; "
+        "the four baselines are computed on the first run and read from the store on the "
+        "second):",
         Table(("run", *stages, "total wall s", "total CPU s", "threads", "s/epoch", "best epoch")),
     )
     for name, r in runs.items():
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="CLI stages only, 2 epochs, 1 seed")
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--threads", default=None, help="passed to train/run-all (default: auto)")
+    ap.add_argument("--threads", default=None, help="passed to train and run (default: auto)")
     ap.add_argument("--no-cli", action="store_true")
     ap.add_argument("--no-run-all", action="store_true")
     ap.add_argument("--no-write", action="store_true")

@@ -63,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     section.note(
         f"Largest train-loss difference over {epochs} epochs: {max(diffs):.5f} (the loss is "
         f"~6.7; epoch 1: {diffs[0]:.1e}). Per step the two codes agree to float rounding "
-        "(tests/test_bench_speedups.py: same loss to 1e-6, gradients to 1e-4 relative, dropout "
-        "masks bit for bit); over thousands of steps the rounding differences grow slowly."
+        "(tests/unit/training/test_speedups.py: same loss to 1e-6, gradients to 1e-4 relative; "
+        "tests/unit/model/test_speedups.py: dropout masks bit for bit); over thousands of steps "
+        "the rounding differences grow slowly."
     )
     if not args.no_write:
         section.write()

@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(repeats):
             for code, root in codes if rep % 2 == 0 else codes[::-1]:
                 log(f"eval: {code}, run {rep + 1}")
-                params = {"model": str(model), "threads": 1}
+                # the random protocol only: the code before the performance work has no other
+                params = {"model": str(model), "threads": 1, "protocols": "random"}
                 runs[code].append(run_worker("evaluate", params, code_root=root))
     table = section.table(
         f"20 probe runs on one model (London, {args.epochs}-epoch model), one thread, best of "

@@ -1,7 +1,7 @@
 """Benchmark inputs: London (ingested into a bench-only store) and synthetic snapshots.
 
 The bench store lives in ``.calliper/bench`` (ignored by git), never in the pipeline's own
-``.calliper/warehouse.duckdb``, which a running ``calliper run-all`` keeps locked.
+``.calliper/warehouse.duckdb``, which a running ``calliper run`` keeps locked.
 
 ``london_bundle()`` gathers everything training and evaluation need as plain arrays and caches
 them in one ``.npz`` (a few MB): prepared coordinates, text index and table, the model spec, and
@@ -111,22 +111,25 @@ def london_bundle(
     from calliper_pipeline.cities.spec import get_city
     from calliper_pipeline.config import RunConfig
     from calliper_pipeline.settings import from_env
-    from calliper_pipeline.steps import core as pipeline
-    from calliper_pipeline.store import pois as store
+    from calliper_pipeline.steps import embed as embedding
+    from calliper_pipeline.steps import ingest as ingestion
+    from calliper_pipeline.steps.assess import evaluation_sets
+    from calliper_pipeline.store.db import connect
     from calliper_pipeline.text.encoders import build_text_encoder
+    from calliper_pipeline.training.inputs import training_inputs
 
     s = from_env()
     city = get_city("london")
-    con = store.connect(BENCH_HOME / "warehouse.duckdb")
+    con = connect(BENCH_HOME / "warehouse.duckdb")
     try:
         log("bench data: ingesting London into the bench store")
-        pipeline.ingest(con, city, s.data_root)
+        ingestion.ingest(con, city, s.data_root)
         enc = build_text_encoder(text_encoder)
-        pipeline.embed(con, city, enc)
-        inputs = pipeline.training_inputs(con, city, s.data_root, enc.encoder_id, RunConfig())
+        embedding.embed(con, city, enc)
+        inputs = training_inputs(con, city, s.data_root, enc.encoder_id, RunConfig())
     finally:
         con.close()
-    sets = pipeline.evaluation_sets(city, s.data_root, inputs.spec.metric_epsg)
+    sets = evaluation_sets(city, s.data_root, inputs.spec.metric_epsg)
     bundle = Bundle(
         spec_json=json.dumps(inputs.spec.to_dict()),
         coords=inputs.coords,
@@ -171,15 +174,16 @@ def london_texts(variant: str = "calliper_plus") -> list[str]:
     from calliper_pipeline.cities.spec import get_city
     from calliper_pipeline.config import DescriptionConfig
     from calliper_pipeline.ingest.descriptions import describe_frame
-    from calliper_pipeline.store import pois as store
+    from calliper_pipeline.store.db import connect
+    from calliper_pipeline.store.pois import read_city_pois
 
     city = get_city("london")
     for attempt in range(2):
         if attempt:
             london_bundle(refresh=True)  # (re)ingests London into the bench store
-        con = store.connect(BENCH_HOME / "warehouse.duckdb")
+        con = connect(BENCH_HOME / "warehouse.duckdb")
         try:
-            pois = store.read_city_pois(con, city.key)
+            pois = read_city_pois(con, city.key)
         finally:
             con.close()
         if not pois.empty:

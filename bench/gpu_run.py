@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.data import LONDON_BUNDLE, load_bundle
     from bench.flops import step_flops
     from calliper_pipeline.config import TrainConfig
-    from calliper_pipeline.evaluation.probes import evaluate_features
+    from calliper_pipeline.evaluation.protocol import evaluate_features
     from calliper_pipeline.model.calliper import embed_points
     from calliper_pipeline.training.loop import train
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -34,17 +35,20 @@ def _city(source: str) -> tuple[Any, Path]:
 
 
 def ingest(p: dict[str, Any]) -> dict[str, Any]:
-    """Ingest a snapshot into a fresh DuckDB file, step by step as ``poi.ingest_city`` does."""
+    """Ingest a snapshot into a fresh DuckDB file, step by step as
+    :func:`calliper_pipeline.ingest.ingest.ingest_city` does."""
     from calliper_pipeline.config import DescriptionConfig
     from calliper_pipeline.hashing import file_hash
-    from calliper_pipeline.ingest.snapshot import normalise_pois, read_snapshot
-    from calliper_pipeline.store import pois as store
+    from calliper_pipeline.ingest.readers import read_snapshot
+    from calliper_pipeline.ingest.validate import normalise_pois
+    from calliper_pipeline.store.db import connect
+    from calliper_pipeline.store.pois import write_city_pois
 
     city, data_root = _city(p["source"])
     path = city.snapshot_path(data_root)
     load0 = load_average()
     with tempfile.TemporaryDirectory(prefix="calliper-bench-ingest-", dir=BENCH_HOME) as tmp:
-        con = store.connect(Path(tmp) / "warehouse.duckdb")
+        con = connect(Path(tmp) / "warehouse.duckdb")
         steps: dict[str, float] = {}
         c0 = cpu_seconds()
         t0 = time.perf_counter()
@@ -57,7 +61,7 @@ def ingest(p: dict[str, Any]) -> dict[str, Any]:
         result = normalise_pois(raw, city, data_root, DescriptionConfig(), snapshot_hash)
         steps["normalise"] = time.perf_counter() - t
         t = time.perf_counter()
-        store.write_city_pois(con, city.key, result.pois, result.quarantine, result.report)
+        write_city_pois(con, city.key, result.pois, result.quarantine, result.report)
         con.execute("CHECKPOINT")
         steps["write"] = time.perf_counter() - t
         wall = time.perf_counter() - t0
@@ -111,15 +115,16 @@ def embed_cache(p: dict[str, Any]) -> dict[str, Any]:
     """The cache's effect: embed a snapshot's texts, again, then with 1 % of POIs changed."""
     import torch
 
-    from calliper_pipeline.store import pois as store
-    from calliper_pipeline.text.encoders import build_text_encoder, embed_texts_cached
+    from calliper_pipeline.store.db import connect
+    from calliper_pipeline.text.cache import embed_texts_cached
+    from calliper_pipeline.text.encoders import build_text_encoder
 
     if p.get("threads"):
         torch.set_num_threads(int(p["threads"]))
     enc = build_text_encoder(p.get("encoder", "minilm"))
     runs = {}
     with tempfile.TemporaryDirectory(prefix="calliper-bench-embed-", dir=BENCH_HOME) as tmp:
-        con = store.connect(Path(tmp) / "warehouse.duckdb")
+        con = connect(Path(tmp) / "warehouse.duckdb")
         if hasattr(enc, "load"):
             enc.load()  # model loading is reported by embed_rate, not here
         for name, texts in (
@@ -141,10 +146,12 @@ def embed_cache(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def embed_scaling(p: dict[str, Any]) -> dict[str, Any]:
-    """The embed stage (``pipeline.embed``: load POIs, describe, dedupe, hash, cache lookup,
-    MiniLM on new distinct texts, insert) after an ingest: first run and a second run."""
-    from calliper_pipeline.steps import core as pipeline
-    from calliper_pipeline.store import pois as store
+    """The embed step (:func:`calliper_pipeline.steps.embed.embed`: load POIs, describe,
+    dedupe, hash, cache lookup, MiniLM on new distinct texts, insert) after an ingest: first
+    run and a second run."""
+    from calliper_pipeline.steps.embed import embed
+    from calliper_pipeline.steps.ingest import ingest as run_ingest
+    from calliper_pipeline.store.db import connect
     from calliper_pipeline.text.encoders import build_text_encoder
 
     city, data_root = _city(p["source"])
@@ -152,13 +159,13 @@ def embed_scaling(p: dict[str, Any]) -> dict[str, Any]:
     if hasattr(enc, "load"):
         enc.load()  # model loading (seconds, once per process) is not the stage's own cost
     with tempfile.TemporaryDirectory(prefix="calliper-bench-embed-", dir=BENCH_HOME) as tmp:
-        con = store.connect(Path(tmp) / "warehouse.duckdb")
-        pipeline.ingest(con, city, data_root)
+        con = connect(Path(tmp) / "warehouse.duckdb")
+        run_ingest(con, city, data_root)
         t = time.perf_counter()
-        first = pipeline.embed(con, city, enc)
+        first = embed(con, city, enc)
         first_s = time.perf_counter() - t
         t = time.perf_counter()
-        again = pipeline.embed(con, city, enc)
+        again = embed(con, city, enc)
         again_s = time.perf_counter() - t
         con.close()
     return {
@@ -172,60 +179,72 @@ def embed_scaling(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_all(p: dict[str, Any]) -> dict[str, Any]:
-    """``calliper run-all`` in this process (its stage timer), with CPU time per stage."""
+    """``calliper run ARGS`` (:func:`jobs.run_city.run`: the city's whole asset graph through
+    Dagster, in this process) with ``CALLIPER_HOME`` = ``p["home"]``: wall and CPU time of the
+    call, Dagster's wall seconds per step, the training and our random-protocol metrics."""
+    import dagster as dg
     import torch
 
-    from calliper_pipeline.cities.spec import get_city
-    from calliper_pipeline.settings import from_env
-    from calliper_pipeline.steps import runall
-    from calliper_pipeline.store import pois as store
-    from calliper_pipeline.text.encoders import build_text_encoder
-    from jobs.cli.parser import _run_config, build_parser
+    from calliper_pipeline import settings
+    from calliper_pipeline.store import metrics as results
+    from calliper_pipeline.store.db import connect
+    from jobs import run_city
+    from jobs.cli.commands import training_overrides
+    from jobs.cli.parser import build_parser
 
-    args = build_parser().parse_args(["run-all", *p["args"]])
-    s = from_env()
-    home = Path(p["home"])
-    con = store.connect(home / "warehouse.duckdb")
-    cfg = _run_config(args)
-    cpu_marks: list[tuple[str, float]] = []
+    os.environ["CALLIPER_HOME"] = str(p["home"])
+    args = build_parser().parse_args(["run", *p["args"]])
+    variants = tuple(args.variants.split(","))
+    s = settings.from_env()
+    home = run_city.ensure_dagster_home(args.dagster_home or s.dagster_home)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        before = {r.run_id for r in instance.get_runs()}
     t0, c0 = time.perf_counter(), cpu_seconds()
-
-    def log(msg: str) -> None:
-        cpu_marks.append((msg, cpu_seconds() - c0))
-
-    run = runall.run_city(
-        con,
-        get_city(args.city),
-        s.data_root,
-        home,
-        build_text_encoder(args.text_encoder),
-        cfg,
-        variants=(args.variant,),
-        with_baselines=not args.no_baselines,
-        show_progress=False,
-        log=log,
+    status = run_city.run(
+        args.city,
+        variants=variants,
+        preset=args.preset,
+        overrides=training_overrides(args),
+        tiny=args.tiny,
+        dagster_home=home,
+        command="calliper run " + " ".join(p["args"]),
+        log_level="WARNING",
     )
-    con.close()
-    trained = next(iter(run.trained.values()))
-    frames = {r.encoder: r.to_frame() for r in run.results}
-    ours = frames.get("ours: CaLLiPer")
-    metrics = {}
-    if ours is not None:
-        metrics = {
-            f"{r['task']}.{r['probe']}.{r['metric']}": [float(r["mean_x100"]), float(r["std_x100"])]
-            for r in ours.to_dict("records")
-        }
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    if status != 0:
+        raise RuntimeError(f"calliper run {' '.join(p['args'])} failed (exit status {status})")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        new = [r.run_id for r in instance.get_runs(ascending=True) if r.run_id not in before]
+        training: dict[str, dict[str, Any]] = {}  # run id -> calliper_model's metadata
+        for run_id in new:
+            for entry in instance.all_logs(run_id, dg.DagsterEventType.ASSET_MATERIALIZATION):
+                mat = entry.asset_materialization
+                if mat is not None and mat.asset_key.to_user_string() == "calliper_model":
+                    training[run_id] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+    stage_seconds: dict[str, float] = {}  # one run per variant, in order
+    for variant, run_id in zip(variants, new, strict=True):
+        for step, sec in run_city.step_seconds(home, run_id).items():
+            stage_seconds[f"{step}[{variant}]" if len(new) > 1 else step] = sec
+    meta = training[new[0]]
+    with connect(s.warehouse, read_only=True) as con:
+        ours = results.read_evaluation(
+            con, args.city, str(meta["model_name"]), str(meta["model_version"]), "random"
+        )
+    metrics = {
+        f"{r['task']}.{r['probe']}.{r['metric']}": [100 * float(r["mean"]), 100 * float(r["std"])]
+        for r in ours.to_dict("records")
+    }
     return {
-        "stage_seconds": run.stage_seconds,
-        "wall_s": time.perf_counter() - t0,
-        "cpu_s": cpu_seconds() - c0,
-        "cpu_marks": cpu_marks,
+        "stage_seconds": stage_seconds,
+        "run_ids": new,
+        "wall_s": wall,
+        "cpu_s": cpu,
         "threads": torch.get_num_threads(),
-        "epochs_run": len(trained.history),
-        "best_epoch": trained.best_epoch,
-        "best_val_loss": trained.best_val_loss,
-        "seconds_per_epoch": trained.seconds_per_epoch,
-        "val_losses": [h.val_loss for h in trained.history],
+        "epochs_run": int(meta["epochs_run"]),
+        "best_epoch": int(meta["best_epoch"]),
+        "best_val_loss": float(meta["best_val_loss"]),
+        "seconds_per_epoch": float(meta["seconds_per_epoch"]),
+        "model_uri": str(meta["model_uri"]),
         "metrics": metrics,
         "peak_rss_mib": peak_rss_mib(),
     }

@@ -121,11 +121,16 @@ def _gpu_matmul_tflops(bf16: bool) -> float:
     return 10 * 2 * 8192**3 / (time.perf_counter() - t0) / 1e12
 
 
-def _evaluate_model(model: Any) -> dict[str, Any]:
-    """The paper's probes (LUC, SDM; linear and MLP; five seeds) on London with ``model``."""
+def _evaluate_model(model: Any, protocols: str | None = None) -> dict[str, Any]:
+    """The paper's probes (LUC, SDM; linear and MLP; five seeds) on London with ``model``.
+
+    ``protocols``: comma-separated split protocols (``random``, ``blocks``); default both.
+    Metric keys: ``<task>.<probe>.<metric>`` (random), ``blocks.<task>.<probe>.<metric>``.
+    """
     from bench.data import london_bundle
-    from calliper_pipeline.evaluation.probes import evaluate_features
+    from calliper_pipeline.evaluation.protocol import evaluate_features
     from calliper_pipeline.model.calliper import embed_points
+    from calliper_pipeline.store.metrics import metric_key
 
     b = london_bundle()
     luc, sdm = b.points("luc"), b.points("sdm")
@@ -133,10 +138,14 @@ def _evaluate_model(model: Any) -> dict[str, Any]:
     f_luc = embed_points(model, luc.x_m, luc.y_m, luc.lon, luc.lat)
     f_sdm = embed_points(model, sdm.x_m, sdm.y_m, sdm.lon, sdm.lat)
     t_feat = time.perf_counter() - t0
-    res = evaluate_features(f_luc, luc, f_sdm, sdm, name="ours")
+    chosen = tuple(protocols.split(",")) if protocols else None
+    res = evaluate_features(f_luc, luc, f_sdm, sdm, name="ours", protocols=chosen)
     frame = res.to_frame()
     metrics = {
-        f"{r['task']}.{r['probe']}.{r['metric']}": [float(r["mean_x100"]), float(r["std_x100"])]
+        metric_key(r["task"], r["probe"], r["metric"], r["protocol"]): [
+            float(r["mean_x100"]),
+            float(r["std_x100"]),
+        ]
         for r in frame.to_dict("records")
     }
     return {
@@ -158,7 +167,7 @@ def evaluate(p: dict[str, Any]) -> dict[str, Any]:
     if p.get("threads"):
         torch.set_num_threads(int(p["threads"]))
     model = load_model(p["model"])
-    out = _evaluate_model(model)
+    out = _evaluate_model(model, p.get("protocols"))
     out["threads"] = torch.get_num_threads()
     out["peak_rss_mib"] = peak_rss_mib()
     return out

@@ -12,6 +12,11 @@ from typing import Any, Literal
 from calliper_pipeline.constants import PAPER_EMBED_DIM, PAPER_SEEDS
 
 DescriptionVariant = Literal["calliper", "calliper_plus"]
+ObjectiveName = Literal["poi", "neighbourhood"]
+
+#: Text paired with a point that has no POI within a target radius (and with background points
+#: on the own-text head). It must be embedded with the run's text encoder like the POI texts.
+EMPTY_TEXT = "a place with no points of interest"
 
 
 @dataclass(frozen=True)
@@ -60,8 +65,49 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ObjectiveConfig:
+    """What each training point is paired with (one 128-d head per target; loss = their mean).
+
+    The default is the paper's objective: every POI with its own text, one head, one-hot
+    InfoNCE, no background points. :meth:`neighbourhood` is the measured fidelity preset
+    (docs FIDELITY-LEADS.md): one head per radius whose target is the L2-normalised mean text
+    embedding of the POIs within that radius.
+    """
+
+    name: ObjectiveName = "poi"  # poi: own text (paper) | neighbourhood: one head per radius
+    target_radii_m: tuple[float, ...] = (200.0, 500.0, 1000.0, 2000.0)  # neighbourhood heads, m
+    background_fraction: float = 0.0  # uniform points inside the city boundary, x number of POIs
+    empty_text: str = EMPTY_TEXT  # target when no POI lies within a radius / background own text
+    multi_positive: bool = False  # batch items with the same target are all positives
+    include_own_text_head: bool = False  # neighbourhood: add a head whose target is the own text
+    sources: tuple[str, ...] | None = None  # keep only POIs of these ``source`` values; None: all
+    background_seed: int = 0  # seed of the background draw (deterministic, cacheable)
+
+    @property
+    def own_text_head(self) -> bool:
+        """Whether the model has a head whose target is the point's own text."""
+        return self.name == "poi" or self.include_own_text_head
+
+    @property
+    def heads(self) -> int:
+        """Number of 128-d heads (the representation has ``embed_dim * heads`` columns)."""
+        radii = len(self.target_radii_m) if self.name == "neighbourhood" else 0
+        return radii + int(self.own_text_head)
+
+    @classmethod
+    def paper(cls) -> ObjectiveConfig:
+        """The paper's objective (the default)."""
+        return cls()
+
+    @classmethod
+    def neighbourhood(cls, **overrides: Any) -> ObjectiveConfig:
+        """Neighbourhood targets at 200/500/1000/2000 m plus as many background points as POIs."""
+        return cls(**{"name": "neighbourhood", "background_fraction": 1.0, **overrides})
+
+
+@dataclass(frozen=True)
 class ProbeConfig:
-    """Downstream probes, exactly as the authors' notebooks."""
+    """Downstream probes, exactly as the authors' notebooks, plus the spatial-block protocol."""
 
     seeds: tuple[int, ...] = PAPER_SEEDS
     split_seed: int = 42  # train_test_split random_state for both splits
@@ -74,6 +120,11 @@ class ProbeConfig:
     mlp_hidden: int = 64
     probes: tuple[str, ...] = ("linear", "mlp")
     count_radii_m: tuple[float, ...] = (200.0, 500.0, 1000.0, 2000.0)
+    # split protocols: "random" (the paper's split, the same for every seed) and "blocks"
+    # (whole spatial blocks to test/validation, a fresh draw per seed; evaluation/splits.py)
+    protocols: tuple[str, ...] = ("random", "blocks")
+    block_grid: int = 10  # blocks per axis over the points' extent (metric CRS, metres)
+    block_test_fraction: float = 0.2  # target share of rows in test blocks
 
 
 @dataclass(frozen=True)
@@ -84,6 +135,7 @@ class RunConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
 
 def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:

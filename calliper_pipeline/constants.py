@@ -33,6 +33,7 @@ COL_X: Final = "x_m"
 COL_Y: Final = "y_m"
 COL_SNAPSHOT_HASH: Final = "snapshot_hash"
 COL_SOURCE_ROW: Final = "source_row"
+COL_SOURCE: Final = "source"  # the POI source's name (a city may merge several)
 
 POI_COLUMNS: Final = (
     COL_CITY,
@@ -48,6 +49,7 @@ POI_COLUMNS: Final = (
     COL_Y,
     COL_SOURCE_ROW,
     COL_SNAPSHOT_HASH,
+    COL_SOURCE,
 )
 
 # Text encoders

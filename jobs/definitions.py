@@ -18,7 +18,7 @@ When things run:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dagster as dg
 
@@ -28,20 +28,13 @@ from assets.training import CALLIPER_MODEL
 from calliper_pipeline import settings
 from calliper_pipeline.cities.spec import CitySpec, load_city_registry
 
-if TYPE_CHECKING:
-    from dagster._core.definitions.unresolved_asset_job_definition import (
-        UnresolvedAssetJobDefinition,
-    )
-
 OBSERVE_JOB = "poi_snapshot_observation"
 CITY_REFRESH_JOB = "city_refresh"
 RETRAIN_JOB = "retrain"
 AUTOMATION_SENSOR = "calliper_automation"
 
 
-def _snapshot_schedule(
-    city_key: str, cron: str, job: UnresolvedAssetJobDefinition
-) -> dg.ScheduleDefinition:
+def _snapshot_schedule(city_key: str, cron: str, job: Any) -> dg.ScheduleDefinition:
     @dg.schedule(
         name=f"{city_key}_snapshot_observation",
         cron_schedule=cron,

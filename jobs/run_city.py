@@ -1,17 +1,18 @@
-"""Materialise a city's whole chain through Dagster against the persistent local instance.
+"""Materialise a city's whole asset graph through Dagster against the project's instance.
 
-``python -m jobs.run_city --city london`` runs job ``city_refresh`` for one partition in this
-process, recording the run in the instance under ``<CALLIPER_HOME>/dagster`` (the
-``DAGSTER_HOME`` that ``dagster dev`` should use to show it). Progress (``context.log`` lines)
-streams to the console.
+This is the one end-to-end path of the command line: ``calliper run`` (and ``make run``, and
+``python -m jobs.run_city``) runs job ``city_refresh`` for one partition in this process,
+recorded in the instance under ``<CALLIPER_HOME>/dagster`` (the ``DAGSTER_HOME`` that
+``dagster dev`` uses to show it), so the run registers in MLflow, runs the asset checks and goes
+through the champion gate exactly as a schedule tick or a UI launch would. Progress
+(``context.log`` lines) streams to the console. The results report is then written from what
+the evaluation and baseline assets stored.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import dagster as dg
 
 from assets.config import EvaluationConfig, MapsConfig, TrainingConfig
 from calliper_pipeline import settings
-from jobs.definitions import CITY_REFRESH_JOB, RETRAIN_JOB, build_definitions
+from jobs.definitions import CITY_REFRESH_JOB, build_definitions
 
 logger = logging.getLogger("calliper.run_city")
 
@@ -60,17 +61,38 @@ def build_run_config(
         "calliper_model": {"config": training.model_dump()},
     }
     if evaluation is not None:
-        for name in ("land_use_evaluation", "socioeconomic_evaluation"):
+        for name in ("land_use_evaluation", "socioeconomic_evaluation", "baselines"):
             ops[name] = {"config": evaluation.model_dump()}
     if maps is not None:
         ops["embedding_maps"] = {"config": maps.model_dump()}
     return {"ops": ops, "loggers": {"console": {"config": {"log_level": log_level}}}}
 
 
-def tiny_run_config(log_level: str = "INFO") -> dict[str, Any]:
-    """Seconds-scale settings for smoke tests (2 epochs, a small encoder, one probe seed)."""
+# seconds-scale smoke settings: the same graph, tiny model, one probe seed
+TINY_TRAINING: dict[str, Any] = {
+    "epochs": 2,
+    "batch_size": 256,
+    "hidden_dim": 32,
+    "num_layers": 1,
+    "frequency_num": 8,
+}
+
+
+def tiny_run_config(
+    log_level: str = "INFO",
+    description_variant: str = "calliper",
+    preset: str = "default",
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Seconds-scale settings for smoke tests (2 epochs, a small encoder, one probe seed);
+    ``overrides`` (e.g. ``{"device": "cuda"}``) apply on top of the tiny ones."""
+    training = TrainingConfig(
+        preset=preset,
+        description_variant=description_variant,  # type: ignore[arg-type]
+        **{**TINY_TRAINING, **dict(overrides or {})},
+    )
     return build_run_config(
-        TrainingConfig(epochs=2, batch_size=256, hidden_dim=32, num_layers=1, frequency_num=8),
+        training,
         EvaluationConfig(seeds=[42], max_epochs=5),
         MapsConfig(queries=["a place of pubs, a type of eating and drinking"], width_px=600),
         log_level=log_level,
@@ -83,11 +105,13 @@ def materialize_city(
     run_config: Mapping[str, Any] | None = None,
     job_name: str = CITY_REFRESH_JOB,
     defs: dg.Definitions | None = None,
+    s: settings.Settings | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Run ``job_name`` for partition ``city_key`` in this process, recorded in the instance
-    at ``instance_home`` (default ``<CALLIPER_HOME>/dagster``). Does not raise on a failed
-    step: check ``result.success``. Op config for ops outside the job is dropped."""
-    s = settings.from_env()
+    at ``instance_home`` (default ``<home>/dagster``). ``s``: the paths and city files
+    (default: from the environment). Does not raise on a failed step: check
+    ``result.success``. Op config for ops outside the job is dropped."""
+    s = s or settings.from_env()
     home = ensure_dagster_home(instance_home or s.dagster_home)
     defs = defs or build_definitions(s)
     job = defs.resolve_job_def(job_name)
@@ -132,117 +156,108 @@ def step_seconds(home: Path, run_id: str) -> dict[str, float]:
     }
 
 
+def _training_line(meta: Mapping[str, Any]) -> str:
+    nan = float("nan")
+    return (
+        f"{meta['model_uri']}: {int(meta['epochs_run'])} epochs, "
+        f"{meta['seconds_per_epoch']:.2f} s/epoch, best epoch {int(meta['best_epoch'])} "
+        f"(val loss {meta['best_val_loss']:.4f}), {int(meta['n_train']):,} train / "
+        f"{int(meta['n_val']):,} val points; retrieval recall@1% "
+        f"{100 * meta.get('retrieval_recall_at_1pct', nan):.1f}, "
+        f"@10% {100 * meta.get('retrieval_recall_at_10pct', nan):.1f}"
+    )
+
+
 def write_report(
     city_key: str,
     runs: Mapping[str, dg.ExecuteInProcessResult],
-    training: TrainingConfig,
+    preset: str,
     home: Path,
     results_path: Path,
     command: str,
+    s: settings.Settings | None = None,
+    evaluation: EvaluationConfig | None = None,
 ) -> str:
-    """Our stored metrics for each variant's version, the cached baselines and the paper's rows,
-    written as the city's section of ``results_path``; returns the Markdown."""
-    import pandas as pd
-
+    """The city's section of ``results_path`` from what the runs' assets stored (evaluation
+    rows of each registered version, the cached baselines); returns the Markdown. ``s``: the
+    paths and city files (default: from the environment); ``evaluation``: the probe settings
+    the runs' ``baselines`` asset used (default: the defaults), which key the cached rows."""
+    from assets.evaluation import _baseline_config
     from calliper_pipeline.cities.spec import get_city, load_city_registry
-    from calliper_pipeline.steps import runall
-    from calliper_pipeline.store import metrics as results
-    from calliper_pipeline.store import pois as store
-    from jobs.cli.commands import write_results
+    from calliper_pipeline.steps.report import city_report
+    from calliper_pipeline.store.db import connect
+    from jobs.cli.results import write_section
 
-    s = settings.from_env()
+    s = s or settings.from_env()
     city = get_city(city_key, load_city_registry(s.city_files))
-    frames, seconds, lines = [], {}, {}
+    versions, seconds, lines = {}, {}, {}
     for variant, result in runs.items():
         meta = _materialisation_metadata(result, "calliper_model")
-        with store.connect(s.warehouse, read_only=True) as con:
-            ours = results.read_evaluation(
-                con, city_key, str(meta["model_name"]), str(meta["model_version"])
-            )
-        frames.append(ours.assign(encoder=runall.OURS[variant]))
+        versions[variant] = (str(meta["model_name"]), str(meta["model_version"]))
+        lines[f"training [{variant}]"] = _training_line(meta)
         for step, sec in step_seconds(home, result.run_id).items():
             seconds[f"{step}[{variant}]"] = sec
-        lines[f"training [{variant}]"] = (
-            f"{meta['model_uri']}: {int(meta['epochs_run'])} epochs, "
-            f"{meta['seconds_per_epoch']:.2f} s/epoch, {meta['pois_per_second']:,.0f} POIs/s, "
-            f"best epoch {int(meta['best_epoch'])} (val loss {meta['best_val_loss']:.4f}), "
-            f"{int(meta['n_train']):,} train / {int(meta['n_val']):,} val POIs; retrieval "
-            f"recall@1% {100 * meta.get('retrieval_recall_at_1pct', float('nan')):.1f}, "
-            f"@5% {100 * meta.get('retrieval_recall_at_5pct', float('nan')):.1f}, "
-            f"@10% {100 * meta.get('retrieval_recall_at_10pct', float('nan')):.1f}, median rank "
-            f"{meta.get('retrieval_median_rank_pct', float('nan')):.1f} % of cells"
-        )
-    t0 = time.perf_counter()
-    with store.connect(s.warehouse) as con:
-        frames.append(runall.cached_baselines(con, city, s.data_root, training.run_config()))
-    seconds["baselines"] = time.perf_counter() - t0
-    frame = pd.concat(frames, ignore_index=True)
-    report = runall.make_report(city_key, command, settings.REPO_ROOT, seconds, frame, lines)
+    baseline_cfg = _baseline_config(evaluation or EvaluationConfig())  # as the asset keyed them
+    title = f"{city.name}: `{preset}` preset, through Dagster"
+    with connect(s.warehouse) as con:
+        report = city_report(
+            con, city, s.data_root, versions, baseline_cfg, seconds, lines, command,
+            settings.REPO_ROOT, title,
+        )  # fmt: skip
     text = report.markdown()
-    write_results(results_path, city_key, text)
+    write_section(results_path, f"{city_key}-run", text)
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
-    defaults = TrainingConfig()
-    p = argparse.ArgumentParser(prog="python -m jobs.run_city", description=__doc__)
-    p.add_argument("--city", default="london", help="partition (city key)")
-    p.add_argument("--job", default=CITY_REFRESH_JOB, choices=[CITY_REFRESH_JOB, RETRAIN_JOB])
-    p.add_argument("--dagster-home", type=Path, help="instance folder (<CALLIPER_HOME>/dagster)")
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--device", default=defaults.device, help="cpu | cuda")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
-    p.add_argument(
-        "--early-stopping",
-        type=int,
-        default=defaults.early_stopping_patience,
-        metavar="EPOCHS",
-        help="stop after this many epochs without validation improvement",
-    )
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: auto)")
-    p.add_argument(
-        "--variants",
-        default="calliper",
-        help="comma-separated description variants, one run each: calliper, calliper_plus",
-    )
-    p.add_argument("--results", type=Path, help="write the results table to this Markdown file")
-    p.add_argument("--tiny", action="store_true", help="seconds-scale smoke settings")
-    p.add_argument("-v", "--verbose", action="store_true", help="also Dagster's debug events")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    level = "DEBUG" if args.verbose else "INFO"
-    home = args.dagster_home or settings.from_env().dagster_home
+def run(
+    city_key: str,
+    variants: tuple[str, ...] = ("calliper",),
+    preset: str = "default",
+    overrides: Mapping[str, Any] | None = None,
+    tiny: bool = False,
+    results_path: Path | None = None,
+    dagster_home: Path | None = None,
+    command: str = "calliper run",
+    log_level: str = "INFO",
+    s: settings.Settings | None = None,
+) -> int:
+    """Materialise ``city_refresh`` for ``city_key`` once per description variant; write the
+    results section to ``results_path`` when given. ``s``: the paths and city files (default:
+    from the environment). Returns a process exit status."""
+    s = s or settings.from_env()
+    home = dagster_home or s.dagster_home
     runs: dict[str, dg.ExecuteInProcessResult] = {}
-    training = defaults
-    for variant in args.variants.split(","):
-        if args.tiny:
-            config = tiny_run_config(level)
+    for variant in variants:
+        if tiny:
+            config = tiny_run_config(log_level, variant, preset, overrides)
         else:
             training = TrainingConfig(
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                device=args.device,
-                bf16=args.bf16,
-                early_stopping_patience=args.early_stopping,
-                num_threads=args.threads,
-                description_variant=variant,
+                preset=preset,
+                description_variant=variant,  # type: ignore[arg-type]
+                **dict(overrides or {}),
             )
-            config = build_run_config(training, log_level=level)
-        result = materialize_city(args.city, home, config, args.job)
+            config = build_run_config(training, log_level=log_level)
+        result = materialize_city(city_key, home, config, s=s)
         for line in summarise(result):
             logger.info(line)
-        logger.info(
-            f"run {result.run_id} [{variant}]: {'succeeded' if result.success else 'FAILED'}"
-        )
+        status = "succeeded" if result.success else "FAILED"
+        logger.info(f"run {result.run_id} [{variant}]: {status}")
         if not result.success:
             return 1
         runs[variant] = result
-    if args.results:
-        command = "python -m jobs.run_city " + " ".join(argv if argv is not None else sys.argv[1:])
-        print(write_report(args.city, runs, training, home, args.results, command))
-        logger.info(f"results written to {args.results}")
+    if results_path is not None:
+        baselines = config["ops"].get("baselines", {}).get("config")
+        evaluation = EvaluationConfig(**baselines) if baselines else None
+        print(write_report(city_key, runs, preset, home, results_path, command, s, evaluation))
+        logger.info(f"results written to {results_path}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m jobs.run_city [options]`` = ``calliper run [options]``."""
+    from jobs.cli.parser import main as cli_main
+
+    return cli_main(["run", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def data_root() -> Path:
-    """CALLIPER_DATA_ROOT if set, else ../shared/data beside the repository."""
-    env = os.environ.get("CALLIPER_DATA_ROOT")
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+from tests.support.paths import data_root
 
 
 @pytest.fixture(scope="session")

@@ -21,9 +21,16 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import shapely
-from pyproj import CRS, Transformer
+from pyproj import CRS
 
-from calliper_pipeline.cities.spec import CitySpec, utm_epsg
+from calliper_pipeline.cities.geo import (
+    city_boundary_m,
+    read_layer,
+    resolve_metric_epsg,
+    transformer,
+    wgs84_box_m,
+)
+from calliper_pipeline.cities.spec import CitySpec
 from calliper_pipeline.constants import COL_LAT, COL_LON, COL_X, COL_Y, WGS84_EPSG
 from calliper_pipeline.errors import ConfigError
 
@@ -43,7 +50,7 @@ class MapLayers:
     attribution: str = ""
 
     def as_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for the map functions of :mod:`calliper_pipeline.maps.figures`."""
+        """Keyword arguments of the map functions (:mod:`calliper_pipeline.maps.embedding_maps`)."""
         return {
             "boundary": self.boundary,
             "overlay": self.overlay,
@@ -99,7 +106,7 @@ def with_cell_columns(cells: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     centroids = out.geometry.centroid
     x = centroids.x.to_numpy(np.float64)
     y = centroids.y.to_numpy(np.float64)
-    to_wgs84 = Transformer.from_crs(out.crs, CRS.from_epsg(WGS84_EPSG), always_xy=True)
+    to_wgs84 = transformer(out.crs, CRS.from_epsg(WGS84_EPSG))
     lon, lat = to_wgs84.transform(x, y)
     out[COL_CELL_ID] = np.arange(len(out), dtype=np.int64)
     out[COL_X] = x
@@ -109,29 +116,6 @@ def with_cell_columns(cells: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     front = [COL_CELL_ID, COL_X, COL_Y, COL_LON, COL_LAT]
     rest = [c for c in out.columns if c not in front]
     return out[front + rest]
-
-
-def read_layer(path: Path, metric_epsg: int) -> gpd.GeoDataFrame:
-    """A vector file reprojected to ``metric_epsg``; a file without a CRS is an error."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"map layer not found: {path}")
-    layer = gpd.read_file(path)
-    if layer.crs is None:
-        raise ConfigError(f"{path}: no CRS (missing .prj?); cannot place it on the map")
-    return layer.to_crs(epsg=metric_epsg)
-
-
-def resolve_metric_epsg(city: CitySpec, metric_epsg: int | None) -> int:
-    """The explicit EPSG, else the city's, else the UTM zone of its WGS84 bounds' centre."""
-    if metric_epsg is not None:
-        return int(metric_epsg)
-    if city.metric_epsg is not None:
-        return int(city.metric_epsg)
-    if city.bounds_wgs84 is not None:
-        min_lon, min_lat, max_lon, max_lat = city.bounds_wgs84
-        return utm_epsg((min_lon + max_lon) / 2.0, (min_lat + max_lat) / 2.0)
-    raise ConfigError(f"city {city.key!r}: no metric CRS given and none can be derived")
 
 
 def load_cells(
@@ -153,17 +137,15 @@ def load_cells(
         cells = read_layer(grid_path, epsg)
         cells = cells[~(cells.geometry.is_empty | cells.geometry.isna())]
         return with_cell_columns(cells)
-    boundary_path = city.resolve(data_root, city.boundary_path)
-    if boundary_path is not None:
-        area = read_layer(boundary_path, epsg).geometry.union_all()
+    if city.boundary_path is not None:
+        area = city_boundary_m(city, data_root, epsg)
         min_x, min_y, max_x, max_y = area.bounds
         cells = hexagon_grid((min_x, min_y, max_x, max_y), size_m, CRS.from_epsg(epsg))
         centres = shapely.points(cells[COL_X].to_numpy(), cells[COL_Y].to_numpy())
         shapely.prepare(area)
         cells = cells[shapely.contains(area, centres)]
     elif city.bounds_wgs84 is not None:
-        to_metric = Transformer.from_crs(WGS84_EPSG, epsg, always_xy=True)
-        min_x, min_y, max_x, max_y = to_metric.transform_bounds(*city.bounds_wgs84)
+        min_x, min_y, max_x, max_y = wgs84_box_m(city.bounds_wgs84, epsg)
         cells = hexagon_grid((min_x, min_y, max_x, max_y), size_m, CRS.from_epsg(epsg))
     else:
         raise ConfigError(f"city {city.key!r}: no hex grid, boundary or bounds to place cells")

@@ -5,13 +5,19 @@ A city is configuration, not code: one TOML file per city (the built-in ones liv
 ``extra_paths``). Paths inside a city file are relative to the *data root* the caller passes
 (never the working directory); absolute paths are used as they are.
 
+A city has one primary POI source (``[snapshot]``) and optionally more (``[[sources]]``
+tables, merged in order after the primary; see :class:`SourceSpec`).
+
+City keys name folders and database rows, so only ``[a-z][a-z0-9_]{0,63}`` is accepted
+(:func:`validate_city_key`); anything else (``../../x``) is refused when a file is parsed.
+
 Units: ``bounds_wgs84`` is (min_lon, min_lat, max_lon, max_lat) in degrees, EPSG:4326;
 ``bounds_m`` is (min_x, min_y, max_x, max_y) in metres of ``metric_epsg``.
 """
 
 from __future__ import annotations
 
-import math
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -25,6 +31,57 @@ BUILTIN_CITY_DIR = Path(__file__).parent / "configs"
 
 DEFAULT_TEMPLATE = "A place of {category}, a type of {group}"
 DEFAULT_NAME_TEMPLATE = "{name}, a place of {category}, a type of {group}"
+#: Source name of the primary snapshot when ``[snapshot]`` has no ``name``.
+DEFAULT_PRIMARY_SOURCE = "primary"
+
+CITY_KEY_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
+SOURCE_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+#: Keys of a range filter table (``column = { max = 2000 }``); see :func:`filter_columns`.
+RANGE_FILTER_KEYS = frozenset({"min", "max", "in", "not_in", "except_when"})
+
+
+def validate_city_key(key: Any, where: str = "city") -> str:
+    """``key`` if it is a valid city key (``[a-z][a-z0-9_]{0,63}``), else ConfigError.
+
+    ``where`` (a file name, or "city") starts the error message.
+    """
+    if not isinstance(key, str) or not CITY_KEY_PATTERN.fullmatch(key):
+        raise ConfigError(
+            f"{where}: invalid city key {key!r}: use a lower-case letter followed by up to 63 "
+            "lower-case letters, digits or underscores"
+        )
+    return key
+
+
+def filter_columns(filters: Mapping[str, Any]) -> list[str]:
+    """Every column a filter map reads, in order (filter columns and ``except_when`` ones).
+
+    A filter value is either a scalar (keep rows equal to it; text ``true``/``1`` equal
+    ``true``) or a table with any of ``min``, ``max`` (inclusive numeric range), ``in``,
+    ``not_in`` (lists of values) and ``except_when`` (a map of column = value: rows matching
+    all of it are kept whatever the rest of the table says).
+
+    Raises:
+        ConfigError: a filter table has an unknown key or a malformed value.
+    """
+    cols: list[str] = []
+    for col, wanted in filters.items():
+        cols.append(col)
+        if not isinstance(wanted, Mapping):
+            continue
+        unknown = set(wanted) - RANGE_FILTER_KEYS
+        if unknown or not wanted:
+            raise ConfigError(
+                f"filter {col!r}: unknown key(s) {sorted(unknown)}; use {sorted(RANGE_FILTER_KEYS)}"
+            )
+        for key in ("in", "not_in"):
+            if key in wanted and not isinstance(wanted[key], list):
+                raise ConfigError(f"filter {col!r}: {key} must be a list")
+        exc = wanted.get("except_when", {})
+        if not isinstance(exc, Mapping) or any(isinstance(v, Mapping) for v in exc.values()):
+            raise ConfigError(f"filter {col!r}: except_when must map columns to values")
+        cols.extend(exc)
+    return list(dict.fromkeys(cols))
 
 
 @dataclass(frozen=True)
@@ -58,14 +115,33 @@ class ColumnMap:
 class SnapshotSpec:
     """A city's POI snapshot file and how to read it.
 
-    ``filters`` keeps only rows whose column equals the value (e.g. ``is_duplicate = false``);
-    rows filtered out are counted in the ingestion report, not silently lost.
+    ``filters`` keeps only the rows that pass every filter (see :func:`filter_columns`, e.g.
+    ``is_duplicate = false``); rows filtered out are counted in the ingestion report, not
+    silently lost. ``name`` is the source's name in the ``pois.source`` column (the primary
+    snapshot defaults to :data:`DEFAULT_PRIMARY_SOURCE`).
     """
 
     path: str
     columns: ColumnMap
     format: str | None = None  # csv | geojson | parquet | geoparquet; None: from the suffix
     filters: Mapping[str, Any] = field(default_factory=dict)
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceSpec(SnapshotSpec):
+    """An additional POI source (a ``[[sources]]`` table), merged after the primary snapshot.
+
+    ``name`` is required; ids become ``"<name>:<id>"`` so they stay unique across sources.
+    ``description_template`` / ``name_template`` replace the city's templates for this
+    source's POIs (None: the city's). ``dedupe_within_m``: a POI of this source is dropped
+    (and counted) as a duplicate when it lies within that many metres of a POI already merged
+    (the primary's and earlier sources'); None keeps all.
+    """
+
+    description_template: str | None = None
+    name_template: str | None = None
+    dedupe_within_m: float | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +174,29 @@ class CitySpec:
     evaluation: EvaluationSpec | None = None
     refresh_cron: str = "0 3 * * *"
     attribution: str = ""
+    sources: tuple[SourceSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        validate_city_key(self.key)
+
+    @property
+    def primary_source(self) -> str:
+        """The primary snapshot's source name."""
+        return self.snapshot.name or DEFAULT_PRIMARY_SOURCE
+
+    def all_sources(self) -> list[tuple[str, SnapshotSpec]]:
+        """(name, spec) of every POI source, the primary first, then ``sources`` in order."""
+        return [(self.primary_source, self.snapshot)] + [(s.name or "", s) for s in self.sources]
+
+    def templates(self, source: str | None = None) -> tuple[str, str]:
+        """(description template, name template) of a source's POIs (the city's by default)."""
+        for s in self.sources:
+            if source is not None and s.name == source:
+                return (
+                    s.description_template or self.description_template,
+                    s.name_template or self.name_template,
+                )
+        return self.description_template, self.name_template
 
     def resolve(self, data_root: Path, relative: str | None) -> Path | None:
         """Resolve a path of this city's config against ``data_root``."""
@@ -111,39 +210,68 @@ class CitySpec:
         assert path is not None
         return path
 
+    def source_path(self, data_root: Path, spec: SnapshotSpec) -> Path:
+        """A source's file resolved against ``data_root``."""
+        path = self.resolve(data_root, spec.path)
+        assert path is not None
+        return path
+
     def with_snapshot_path(self, path: str | Path) -> CitySpec:
         """A copy reading its snapshot from ``path`` (used by tests and ad-hoc runs)."""
         return replace(self, snapshot=replace(self.snapshot, path=str(path)))
 
 
-def utm_epsg(lon: float, lat: float) -> int:
-    """EPSG code of the WGS84 UTM zone containing (lon, lat) degrees (326xx north, 327xx south)."""
-    if not (-180.0 <= lon <= 180.0 and -80.0 <= lat <= 84.0):
-        raise ConfigError(f"no UTM zone for lon={lon}, lat={lat}")
-    zone = min(math.floor((lon + 180.0) / 6.0) + 1, 60)
-    return (32600 if lat >= 0 else 32700) + zone
+def _parse_snapshot(table: Mapping[str, Any], cls: type[SnapshotSpec]) -> Any:
+    snap = dict(table)
+    columns = ColumnMap(**snap.pop("columns"))
+    spec = cls(columns=columns, **snap)
+    filter_columns(spec.filters)
+    return spec
+
+
+def _check_sources(city: CitySpec, source: str) -> None:
+    names = [name for name, _ in city.all_sources()]
+    for name in names:
+        if not SOURCE_NAME_PATTERN.fullmatch(name):
+            raise ConfigError(
+                f"{source}: invalid source name {name!r}: use lower-case letters, digits, "
+                "'_', '.', '-' (up to 64, starting with a letter or digit)"
+            )
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: source names must be unique, got {names}")
+    for s in city.sources:
+        if s.dedupe_within_m is not None and not s.dedupe_within_m >= 0:
+            raise ConfigError(f"{source}: source {s.name!r}: dedupe_within_m must be >= 0")
 
 
 def _parse_city(doc: Mapping[str, Any], source: str) -> CitySpec:
+    validate_city_key(doc.get("key"), source)
     try:
-        snap = dict(doc["snapshot"])
-        columns = ColumnMap(**snap.pop("columns"))
-        snapshot = SnapshotSpec(columns=columns, **snap)
+        snapshot = _parse_snapshot(doc["snapshot"], SnapshotSpec)
+        sources = tuple(_parse_snapshot(s, SourceSpec) for s in doc.get("sources", ()))
         evaluation = EvaluationSpec(**doc["evaluation"]) if "evaluation" in doc else None
         bounds = doc.get("bounds_wgs84")
-        rest = {k: v for k, v in doc.items() if k not in {"snapshot", "evaluation", "bounds_wgs84"}}
-        return CitySpec(
+        nested = {"snapshot", "evaluation", "bounds_wgs84", "sources"}
+        rest = {k: v for k, v in doc.items() if k not in nested}
+        city = CitySpec(
             snapshot=snapshot,
             evaluation=evaluation,
             bounds_wgs84=tuple(bounds) if bounds else None,  # type: ignore[arg-type]
+            sources=sources,
             **rest,
         )
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ConfigError) as exc:
         raise ConfigError(f"{source}: invalid city configuration: {exc}") from exc
+    _check_sources(city, source)
+    return city
 
 
 def load_city_file(path: Path) -> CitySpec:
-    """Read one city TOML file."""
+    """Read one city TOML file.
+
+    Raises:
+        ConfigError: the file is invalid (its key, a source or a filter), naming the file.
+    """
     with open(path, "rb") as fh:
         return _parse_city(tomllib.load(fh), str(path))
 
@@ -165,6 +293,12 @@ def load_city_registry(extra_paths: Iterable[Path] = ()) -> dict[str, CitySpec]:
 
 
 def get_city(key: str, registry: Mapping[str, CitySpec] | None = None) -> CitySpec:
+    """The city ``key`` of ``registry`` (default: the built-in and configured cities).
+
+    Raises:
+        ConfigError: ``key`` is not a valid city key, or no city has it.
+    """
+    validate_city_key(key, "get_city")
     reg = registry if registry is not None else load_city_registry()
     if key not in reg:
         raise ConfigError(f"unknown city {key!r}; known: {', '.join(sorted(reg))}")

@@ -3,7 +3,7 @@
 Each set is read with geopandas from the paths a city's :class:`~calliper_pipeline.cities.spec.
 EvaluationSpec` names (relative to the caller's data root), reprojected to the city's metric CRS
 and to WGS84, and returned as :class:`LabelledPoints` in **file row order**: the fixed split of
-:func:`~calliper_pipeline.evaluation.probes.fixed_split` permutes row positions, so the order
+:func:`~calliper_pipeline.evaluation.splits.fixed_split` permutes row positions, so the order
 is part of the protocol (the authors' notebooks split the GeoDataFrame as read).
 
 Units: ``x_m``/``y_m`` are metres in ``metric_epsg``; ``lon``/``lat`` are degrees, EPSG:4326.

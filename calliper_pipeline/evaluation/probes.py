@@ -1,13 +1,13 @@
-"""Downstream probes on frozen location features: the paper's evaluation protocol.
+"""Probe networks and their training: the paper's protocol, as the authors' notebooks.
 
 What the authors' notebooks (xlwang233/CaLLiPer ``luc.ipynb``, ``sdm.ipynb``) do, and this module
-does the same:
+does the same (splits: :mod:`~calliper_pipeline.evaluation.splits`; metrics:
+:mod:`~calliper_pipeline.evaluation.metrics`; the task / protocol / seed loop:
+:mod:`~calliper_pipeline.evaluation.protocol`):
 
 - **Features** are the frozen encoder's raw output cast to float32: no L2 normalisation, no
   standardisation (the notebooks feed ``loc_enc(coords).float()`` straight into the probe; the
   L2 normalisation lives only inside the contrastive loss). Baseline features are fed raw too.
-- **Split**: ``train_test_split(test_size=0.2, random_state=42)`` over the rows in file order,
-  then 10 % of the remainder as validation (``random_state=42``); the same split for every seed.
 - **Probes**: ``Linear(D, C)`` or ``Linear(D, 64) -> ReLU -> Linear(64, C)``; Adam (lr 1e-3),
   shuffled mini-batches of 128, at most 300 epochs.
 - **Early stopping**: after each epoch the validation loss is the mean of the per-batch losses
@@ -17,75 +17,41 @@ does the same:
   test.
 - **Losses**: LUC cross-entropy; SDM ``KLDivLoss(reduction="batchmean")`` of ``log_softmax``
   outputs against the target proportions.
-- **Metrics** (test set): LUC accuracy and macro precision / recall / F1 (sklearn,
-  ``zero_division=0``, macro over the classes present in truth or prediction, as the notebooks'
-  call). SDM, averaged over test areas: L1 = sum |p - q|, Chebyshev = max |p - q|, and
-  KL(p || q) = sum p (log p - log q) with 0 log 0 = 0 and q clamped below at ``KL_EPS``; p is
-  the target, q = softmax of the probe output.
 - **Seeds** 42, 24, 7, 0, 100: before each run ``torch.manual_seed`` and ``np.random.seed``; the
   probe is initialised, then each epoch's shuffle is drawn from torch's CPU generator exactly as
   ``DataLoader(shuffle=True)`` and an unshuffled validation loader draw it, so that with the
   same features a run repeats the notebook's runs draw for draw. The RNG states are saved and
   restored around each run, so the caller's state is untouched. (The authors' SDM notebook does
-  not seed its runs; we do.) Standard deviations are over seeds with ``ddof=1`` (pandas'
-  ``describe()`` in the notebooks); 0.0 for a single seed.
+  not seed its runs; we do.)
 
-Speed: the five seeds of a (task, probe) pair train side by side as one stacked model
-(:func:`fit_probes`), each with exactly its own draws (initialisation, shuffles), so a run
+Speed: the seeds of a (task, probe) pair that share one split train side by side as one stacked
+model (:func:`fit_probes`), each with exactly its own draws (initialisation, shuffles), so a run
 repeats its single-seed run up to float rounding at a fraction of the Python overhead.
 :func:`fit_probe` keeps the one-model loop the DataLoader parity test checks.
 
 Threads: the probes' ops are tiny, so one intra-op thread is the fastest setting; extra threads
 only add synchronisation, which costs an order of magnitude when the cores are shared with other
 work (a London evaluation took minutes instead of seconds with two threads beside another job).
-So :func:`evaluate_task` trains CPU probes with ``PROBE_THREADS`` intra-op threads and restores
-the caller's setting afterwards.
+:func:`probe_threads` sets ``PROBE_THREADS`` intra-op threads for CPU probes and restores the
+caller's setting afterwards.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import accuracy_score, precision_recall_fscore_support
-from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
 
 from calliper_pipeline.config import ProbeConfig
-from calliper_pipeline.evaluation.data import LANDUSE_TASK, SOCIOECONOMIC_TASK, LabelledPoints
+from calliper_pipeline.evaluation.data import LANDUSE_TASK
 
-logger = logging.getLogger(__name__)
-
-TASKS = (LANDUSE_TASK, SOCIOECONOMIC_TASK)
-LUC_METRICS = ("accuracy", "precision", "recall", "f1")
-SDM_METRICS = ("l1", "chebyshev", "kl")
 PROBE_THREADS = 1  # torch intra-op threads while CPU probes train (restored afterwards)
-KL_EPS = 1e-12  # lower clamp of predicted proportions inside log q
-FRAME_COLUMNS = ("encoder", "task", "probe", "metric", "mean", "std", "n_seeds")
-
-
-def fixed_split(
-    n: int, cfg: ProbeConfig | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(train, val, test) row indices, int64, in the order sklearn returns them.
-
-    London LUC (6,697 rows) gives 4,821 / 536 / 1,340; SDM (4,994 rows) 3,595 / 400 / 999.
-    """
-    cfg = cfg or ProbeConfig()
-    if n < 3:
-        raise ValueError(f"need at least 3 rows to split, got {n}")
-    rows = np.arange(n, dtype=np.int64)
-    rest, test = train_test_split(rows, test_size=cfg.test_fraction, random_state=cfg.split_seed)
-    train, val = train_test_split(rest, test_size=cfg.val_fraction, random_state=cfg.split_seed)
-    return np.asarray(train), np.asarray(val), np.asarray(test)
 
 
 def build_probe(kind: str, in_dim: int, n_out: int, hidden: int = 64) -> nn.Module:
@@ -95,40 +61,6 @@ def build_probe(kind: str, in_dim: int, n_out: int, hidden: int = 64) -> nn.Modu
     if kind == "mlp":
         return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, n_out))
     raise ValueError(f"unknown probe {kind!r}; expected 'linear' or 'mlp'")
-
-
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Accuracy and macro precision, recall, F1 (sklearn, zero_division=0)."""
-    precision, recall, f1, _ = precision_recall_fscore_support(
-        y_true, y_pred, average="macro", zero_division=0
-    )
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "precision": float(precision),
-        "recall": float(recall),
-        "f1": float(f1),
-    }
-
-
-def distribution_metrics(
-    target: np.ndarray, pred: np.ndarray, eps: float = KL_EPS
-) -> dict[str, float]:
-    """Mean over rows of L1, Chebyshev and KL(target || pred) for (N, C) proportions.
-
-    KL uses 0 log 0 = 0 (terms with target 0 vanish) and ``log(max(pred, eps))``.
-    """
-    p = np.asarray(target, np.float64)
-    q = np.asarray(pred, np.float64)
-    if p.shape != q.shape or p.ndim != 2:
-        raise ValueError(f"target and pred must be (N, C) of one shape, got {p.shape}, {q.shape}")
-    diff = np.abs(p - q)
-    log_ratio = np.log(np.where(p > 0, p, 1.0)) - np.log(np.maximum(q, eps))
-    kl = np.where(p > 0, p * log_ratio, 0.0).sum(axis=1)
-    return {
-        "l1": float(diff.sum(axis=1).mean()),
-        "chebyshev": float(diff.max(axis=1).mean()),
-        "kl": float(kl.mean()),
-    }
 
 
 class EarlyStopping:
@@ -185,7 +117,8 @@ def _loader_permutation(n: int, generator: torch.Generator | None = None) -> Ten
     """This epoch's training order, drawn as ``DataLoader(shuffle=True)`` draws it in torch 2.x.
 
     The iterator first draws its base seed, then RandomSampler draws the seed of the generator
-    behind ``randperm``. ``tests/test_evaluate.py`` checks the equivalence with DataLoader.
+    behind ``randperm``. ``tests/unit/evaluation/test_evaluate.py`` checks the equivalence with
+    DataLoader.
     ``generator``: draw from it instead of the global generator (see :func:`fit_probes`).
     """
     _draw_loader_seed(generator)
@@ -290,6 +223,109 @@ def _stacked_losses(task: str, out: Tensor, target: Tensor) -> Tensor:
     return kl.sum(dim=(1, 2)) / b  # "batchmean" per probe
 
 
+def _seeded_probes(
+    kind: str, in_dim: int, n_out: int, seeds: Sequence[int], cfg: ProbeConfig
+) -> tuple[list[nn.Module], list[torch.Generator]]:
+    """Each seed's probe, built inside :func:`seeded`, and a private generator holding the
+    global generator's state right after that build (a run's later draws are its loaders')."""
+    probes, gens = [], []
+    for seed in seeds:
+        with seeded(seed):
+            probes.append(build_probe(kind, in_dim, n_out, cfg.mlp_hidden))
+            gens.append(torch.Generator().set_state(torch.get_rng_state()))
+    return probes, gens
+
+
+@dataclass
+class _StackedStopping:
+    """:class:`EarlyStopping` for each probe of a :class:`StackedProbes`."""
+
+    patience: int
+    n: int
+    best_loss: list[float] = field(init=False)
+    best_epoch: list[int] = field(init=False)
+    best_state: list[dict[str, Tensor] | None] = field(init=False)
+    bad: list[int] = field(init=False)
+    val_losses: list[list[float]] = field(init=False)
+    active: list[bool] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.best_loss = [math.inf] * self.n
+        self.best_epoch = [0] * self.n
+        self.best_state = [None] * self.n
+        self.bad = [0] * self.n
+        self.val_losses = [[] for _ in range(self.n)]
+        self.active = [True] * self.n
+
+    def step(self, per_batch: list[list[float]], stacked: StackedProbes, epoch: int) -> bool:
+        """Record epoch ``epoch`` from each probe's per-batch validation losses; True when
+        every probe has stopped. A stopped probe is left out (its best weights are kept)."""
+        for i in range(self.n):
+            if not self.active[i]:
+                continue
+            loss_i = float(np.mean(per_batch[i]))
+            self.val_losses[i].append(loss_i)
+            if loss_i < self.best_loss[i]:  # strict, NaN never improves (as EarlyStopping)
+                self.best_loss[i], self.best_epoch[i], self.bad[i] = loss_i, epoch, 0
+                self.best_state[i] = stacked.probe_state(i)
+            else:
+                self.bad[i] += 1
+                self.active[i] = self.bad[i] < self.patience
+        return not any(self.active)
+
+    def restore(self, i: int, probe: nn.Module) -> ProbeFit:
+        """Load probe ``i``'s best weights into ``probe``; its fit."""
+        state = self.best_state[i]
+        if state is None:
+            raise RuntimeError("validation loss was never finite; no weights to restore")
+        probe.load_state_dict(state)
+        losses = self.val_losses[i]
+        return ProbeFit(self.best_epoch[i], len(losses), self.best_loss[i], tuple(losses))
+
+
+def _stacked_train_epoch(
+    stacked: StackedProbes,
+    opt: torch.optim.Optimizer,
+    task: str,
+    train: tuple[Tensor, Tensor],
+    gens: Sequence[torch.Generator],
+    batch_size: int,
+) -> None:
+    """One epoch of every probe on its own shuffle of the training rows."""
+    x_tr, y_tr = train
+    stacked.train()
+    perm = torch.stack([_loader_permutation(len(x_tr), g) for g in gens]).to(x_tr.device)
+    for start in range(0, perm.shape[1], batch_size):
+        rows = perm[:, start : start + batch_size]  # (S, b)
+        flat = rows.reshape(-1)
+        xb = x_tr.index_select(0, flat).view(*rows.shape, -1)
+        yb = y_tr.index_select(0, flat).view(*rows.shape, *y_tr.shape[1:])
+        loss = _stacked_losses(task, stacked(xb), yb).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for g in gens:
+        _draw_loader_seed(g)  # the validation DataLoader's iterator draws one too
+
+
+@torch.no_grad()
+def _stacked_val_losses(
+    stacked: StackedProbes, task: str, x_va: Tensor, y_va: Tensor, batch_size: int
+) -> list[list[float]]:
+    """(S, batches) per-batch validation losses, float32 values as _batched_loss's .item()s.
+
+    ``x_va``/``y_va``: the validation rows expanded to (S, n_val, ...).
+    """
+    stacked.eval()
+    return torch.stack(
+        [
+            _stacked_losses(task, stacked(x_va[:, s : s + batch_size]), y_va[:, s : s + batch_size])
+            for s in range(0, x_va.shape[1], batch_size)
+        ],
+        dim=1,
+    ).tolist()
+
+
 def fit_probes(
     kind: str,
     task: str,
@@ -299,75 +335,39 @@ def fit_probes(
     seeds: Sequence[int],
     cfg: ProbeConfig,
 ) -> list[tuple[nn.Module, ProbeFit]]:
-    """:func:`fit_probe` for every seed at once; returns each seed's restored probe and fit.
+    """:func:`fit_probe` for every seed at once on one split; each seed's restored probe and fit.
 
     Seed s's run draws what it would draw alone inside :func:`seeded`: its probe is built
     there, and its shuffles come from a private generator holding the global generator's state
     right after that build (the only later draws of a run are its loaders' draws). The probes
     train as one :class:`StackedProbes`; a probe whose patience has run out is left out of
     the early-stopping bookkeeping (its best weights are kept) until every probe has stopped.
+
+    Args:
+        kind: ``"linear"`` or ``"mlp"``.
+        task: ``"luc"`` (cross-entropy) or ``"sdm"`` (KL divergence).
+        train: (x, y) training rows; x is (n, D) float32.
+        val: (x, y) validation rows.
+        n_out: classes (LUC) or proportions (SDM) per row.
+        seeds: one probe per seed.
+        cfg: optimiser, batch size, epochs and patience.
     """
-    (x_tr, y_tr), (x_va, y_va) = train, val
-    probes, gens = [], []
-    for seed in seeds:
-        with seeded(seed):
-            probes.append(build_probe(kind, x_tr.shape[1], n_out, cfg.mlp_hidden))
-            gens.append(torch.Generator().set_state(torch.get_rng_state()))
+    x_tr, (x_va, y_va) = train[0], val
+    probes, gens = _seeded_probes(kind, x_tr.shape[1], n_out, seeds, cfg)
     stacked = StackedProbes(probes).to(x_tr.device)
     opt = torch.optim.Adam(stacked.parameters(), lr=cfg.lr)
-    n_seeds, bs = len(seeds), cfg.batch_size
-    best_loss = [math.inf] * n_seeds
-    best_epoch = [0] * n_seeds
-    best_state: list[dict[str, Tensor] | None] = [None] * n_seeds
-    bad = [0] * n_seeds
-    val_losses: list[list[float]] = [[] for _ in seeds]
-    active = [True] * n_seeds
-    x_va_all = x_va.unsqueeze(0).expand(n_seeds, *x_va.shape)
-    y_va_all = y_va.unsqueeze(0).expand(n_seeds, *y_va.shape)
+    stopping = _StackedStopping(cfg.patience, len(seeds))
+    x_va_all = x_va.unsqueeze(0).expand(len(seeds), *x_va.shape)
+    y_va_all = y_va.unsqueeze(0).expand(len(seeds), *y_va.shape)
     for epoch in range(1, cfg.max_epochs + 1):
-        stacked.train()
-        perm = torch.stack([_loader_permutation(len(x_tr), g) for g in gens]).to(x_tr.device)
-        for start in range(0, perm.shape[1], bs):
-            rows = perm[:, start : start + bs]  # (S, b)
-            flat = rows.reshape(-1)
-            xb = x_tr.index_select(0, flat).view(*rows.shape, -1)
-            yb = y_tr.index_select(0, flat).view(*rows.shape, *y_tr.shape[1:])
-            loss = _stacked_losses(task, stacked(xb), yb).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        for g in gens:
-            _draw_loader_seed(g)  # the validation DataLoader's iterator draws one too
-        stacked.eval()
-        with torch.no_grad():
-            per_batch = torch.stack(
-                [
-                    _stacked_losses(task, stacked(x_va_all[:, s : s + bs]), y_va_all[:, s : s + bs])
-                    for s in range(0, len(x_va), bs)
-                ],
-                dim=1,
-            ).tolist()  # (S, batches) float32 values, as _batched_loss's .item()s
-        for i in range(n_seeds):
-            if not active[i]:
-                continue
-            loss_i = float(np.mean(per_batch[i]))
-            val_losses[i].append(loss_i)
-            if loss_i < best_loss[i]:  # strict, NaN never improves (as EarlyStopping)
-                best_loss[i], best_epoch[i], bad[i] = loss_i, epoch, 0
-                best_state[i] = stacked.probe_state(i)
-            else:
-                bad[i] += 1
-                active[i] = bad[i] < cfg.patience
-        if not any(active):
+        _stacked_train_epoch(stacked, opt, task, train, gens, cfg.batch_size)
+        per_batch = _stacked_val_losses(stacked, task, x_va_all, y_va_all, cfg.batch_size)
+        if stopping.step(per_batch, stacked, epoch):
             break
     out = []
     for i, probe in enumerate(probes):
-        state = best_state[i]
-        if state is None:
-            raise RuntimeError("validation loss was never finite; no weights to restore")
-        probe.load_state_dict(state)
+        fit = stopping.restore(i, probe)
         probe.to(x_tr.device).eval()
-        fit = ProbeFit(best_epoch[i], len(val_losses[i]), best_loss[i], tuple(val_losses[i]))
         out.append((probe, fit))
     return out
 
@@ -397,172 +397,3 @@ def seeded(seed: int) -> Iterator[None]:
             yield
         finally:
             np.random.set_state(np_state)
-
-
-@dataclass(frozen=True)
-class ProbeRun:
-    """Test metrics of one (task, probe, seed) run, raw fractions (not x100)."""
-
-    task: str
-    probe: str
-    seed: int
-    metrics: Mapping[str, float]
-    fit: ProbeFit
-    seconds: float
-
-
-def _targets_tensor(points: LabelledPoints) -> Tensor:
-    if points.task == LANDUSE_TASK:
-        return torch.from_numpy(np.asarray(points.targets, np.int64))
-    return torch.from_numpy(np.asarray(points.targets, np.float32))
-
-
-def _test_metrics(task: str, model: nn.Module, x: Tensor, y: Tensor) -> dict[str, float]:
-    with torch.no_grad():
-        logits = model(x)
-    if task == LANDUSE_TASK:
-        return classification_metrics(y.cpu().numpy(), logits.argmax(dim=1).cpu().numpy())
-    probs = torch.softmax(logits.double(), dim=1)
-    return distribution_metrics(y.cpu().numpy(), probs.cpu().numpy())
-
-
-def evaluate_task(
-    features: np.ndarray,
-    points: LabelledPoints,
-    cfg: ProbeConfig | None = None,
-    device: str | torch.device = "cpu",
-) -> tuple[ProbeRun, ...]:
-    """Every probe in ``cfg.probes`` x every seed in ``cfg.seeds`` on one task.
-
-    Args:
-        features: (N, D) float features, one row per point, in the points' order.
-        points: the task's labelled points (``points.task`` picks the loss and metrics).
-    """
-    cfg = cfg or ProbeConfig()
-    if points.task not in TASKS:
-        raise ValueError(f"unknown task {points.task!r}")
-    feats = np.asarray(features)
-    if feats.ndim != 2 or len(feats) != len(points):
-        raise ValueError(f"features must be ({len(points)}, D), got {feats.shape}")
-    if not np.isfinite(feats).all():
-        raise ValueError("features contain NaN or infinite values")
-    x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32)).to(device)
-    y = _targets_tensor(points).to(device)
-    tr, va, te = (torch.from_numpy(i).to(device) for i in fixed_split(len(points), cfg))
-    runs = []
-    for probe in cfg.probes:
-        start = time.perf_counter()
-        with probe_threads(device):
-            fitted = fit_probes(
-                probe, points.task, (x[tr], y[tr]), (x[va], y[va]), points.n_classes, cfg.seeds, cfg
-            )
-        seconds = (time.perf_counter() - start) / max(len(cfg.seeds), 1)
-        for seed, (model, fit) in zip(cfg.seeds, fitted, strict=True):
-            metrics = _test_metrics(points.task, model, x[te], y[te])
-            runs.append(ProbeRun(points.task, probe, seed, metrics, fit, seconds))
-            logger.debug("%s %s seed %d: %s (%s)", points.task, probe, seed, metrics, fit)
-    return tuple(runs)
-
-
-def _std(values: np.ndarray) -> float:
-    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
-@dataclass(frozen=True)
-class EvaluationResult:
-    """Per-seed runs and their summary for one encoder (or baseline)."""
-
-    encoder: str
-    runs: tuple[ProbeRun, ...]
-    split_sizes: Mapping[str, tuple[int, int, int]]  # task -> (train, val, test)
-    seconds: float
-
-    def runs_frame(self) -> pd.DataFrame:
-        """One row per (task, probe, seed, metric) with the raw value."""
-        rows = [
-            {"encoder": self.encoder, "task": r.task, "probe": r.probe, "seed": r.seed}
-            | {"metric": m, "value": v, "best_epoch": r.fit.best_epoch}
-            for r in self.runs
-            for m, v in r.metrics.items()
-        ]
-        return pd.DataFrame(rows)
-
-    def to_frame(self) -> pd.DataFrame:
-        """Tidy summary: encoder, task, probe, metric, mean, std, n_seeds, mean_x100, std_x100.
-
-        ``mean``/``std`` are fractions; ``*_x100`` are in the paper's tables' units.
-        """
-        per_seed = self.runs_frame()
-        if per_seed.empty:
-            return pd.DataFrame(columns=[*FRAME_COLUMNS, "mean_x100", "std_x100"])
-        keys = ["encoder", "task", "probe", "metric"]
-        out = (
-            per_seed.groupby(keys, sort=False)["value"]
-            .agg(mean="mean", std=_std, n_seeds="count")
-            .reset_index()
-        )
-        out["mean_x100"] = out["mean"] * 100.0
-        out["std_x100"] = out["std"] * 100.0
-        return out
-
-    def _values(self, task: str, probe: str, metric: str) -> np.ndarray:
-        vals = [r.metrics[metric] for r in self.runs if (r.task, r.probe) == (task, probe)]
-        if not vals:
-            raise KeyError(f"no runs for task={task!r}, probe={probe!r}")
-        return np.asarray(vals, np.float64)
-
-    def mean(self, task: str, probe: str, metric: str) -> float:
-        """Mean over seeds, as a fraction."""
-        return float(self._values(task, probe, metric).mean())
-
-    def mean_x100(self, task: str, probe: str, metric: str) -> float:
-        """Mean over seeds in the paper's x100 convention."""
-        return 100.0 * self.mean(task, probe, metric)
-
-    def std_x100(self, task: str, probe: str, metric: str) -> float:
-        """Standard deviation over seeds (ddof=1) in the paper's x100 convention."""
-        return 100.0 * _std(self._values(task, probe, metric))
-
-
-def evaluate_features(
-    features_luc: np.ndarray | None,
-    luc: LabelledPoints | None,
-    features_sdm: np.ndarray | None,
-    sdm: LabelledPoints | None,
-    cfg: ProbeConfig | None = None,
-    name: str = "encoder",
-    device: str | torch.device = "cpu",
-) -> EvaluationResult:
-    """The paper's protocol on precomputed features for LUC and/or SDM.
-
-    Pass ``None`` for both the features and the points of a task the city lacks.
-
-    Args:
-        features_luc: (N_luc, D) features of ``luc``'s points, in its order.
-        luc: land-use points (task ``"luc"``).
-        features_sdm: (N_sdm, D) features of ``sdm``'s points, in its order.
-        sdm: socio-economic points (task ``"sdm"``).
-        cfg: probe configuration (the paper's defaults).
-        name: encoder label carried into the result frame.
-        device: where the probes train ("cpu" is fast enough: D=128, 20 runs in seconds).
-    """
-    cfg = cfg or ProbeConfig()
-    start = time.perf_counter()
-    runs: list[ProbeRun] = []
-    sizes: dict[str, tuple[int, int, int]] = {}
-    for task, feats, points in (
-        (LANDUSE_TASK, features_luc, luc),
-        (SOCIOECONOMIC_TASK, features_sdm, sdm),
-    ):
-        if (feats is None) != (points is None):
-            raise ValueError(f"{task}: give both features and points, or neither")
-        if feats is None or points is None:
-            continue
-        if points.task != task:
-            raise ValueError(f"points given for {task} are of task {points.task!r}")
-        runs.extend(evaluate_task(feats, points, cfg, device))
-        train, val, test = fixed_split(len(points), cfg)
-        sizes[task] = (len(train), len(val), len(test))
-    if not runs:
-        raise ValueError("nothing to evaluate: no task was given")
-    return EvaluationResult(name, tuple(runs), sizes, time.perf_counter() - start)

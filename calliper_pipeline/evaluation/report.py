@@ -1,7 +1,10 @@
 """The results table: our encoder(s) next to the paper and the baselines, as Markdown.
 
 Values are means (± std over the five probe seeds) in the paper's x100 convention. LUC: higher
-is better; SDM (L1, KL): lower is better.
+is better; SDM (L1, KL): lower is better. Every encoder appears once per split protocol
+(``random``: the paper's split, next to the paper's rows; ``blocks``: spatial blocks), so each
+row of the random section has its spatial-block twin below. Tidy frames without a ``protocol``
+column (stores written before the protocols) count as ``random``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from calliper_pipeline.evaluation.probes import EvaluationResult
+from calliper_pipeline.evaluation.protocol import EvaluationResult
+from calliper_pipeline.evaluation.splits import PROTOCOLS, RANDOM
 
 # (task, probe, metric, header)
 COLUMNS: tuple[tuple[str, str, str, str], ...] = (
@@ -51,26 +55,47 @@ def _fmt(mean: float, std: float) -> str:
 
 
 def tidy(results: Sequence[EvaluationResult]) -> pd.DataFrame:
-    """Concatenate results' summaries (columns encoder, task, probe, metric, mean, std)."""
+    """Concatenate results' summaries (columns encoder, protocol, task, probe, metric, mean,
+    std, ...)."""
     frames = [r.to_frame() for r in results]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def with_protocol(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with a ``protocol`` column (``"random"`` where it has none)."""
+    return df if "protocol" in df.columns else df.assign(protocol=RANDOM)
+
+
+def _protocol_order(df: pd.DataFrame) -> list[str]:
+    present = set(df["protocol"].astype(str)) if len(df) else set()
+    known = [p for p in PROTOCOLS if p in present or p == RANDOM]
+    return known + sorted(present - set(known))
+
+
 def results_frame_tidy(df: pd.DataFrame, with_paper: bool = True) -> pd.DataFrame:
-    """One row per encoder from a tidy frame (fractions; shown x100 as mean ± std)."""
+    """One row per (protocol, encoder) from a tidy frame (fractions; shown x100 as mean ± std).
+
+    Every encoder gets a row under every protocol present (``–`` where it has no value); the
+    random section comes first, followed by the paper's rows when ``with_paper``.
+    """
+    df = with_protocol(df)
     rows: list[dict[str, str]] = []
     encoders = list(dict.fromkeys(df["encoder"])) if len(df) else []
-    for enc in encoders:
-        sub = df[df["encoder"] == enc].set_index(["task", "probe", "metric"])
-        row = {"encoder": str(enc)}
-        for t, p, m, h in COLUMNS:
-            key = (t, p, m)
-            row[h] = _fmt(sub.loc[key, "mean"], sub.loc[key, "std"]) if key in sub.index else "–"
-        rows.append(row)
-    if with_paper:
-        for name, vals in PAPER_ROWS.items():
-            rows.append({"encoder": name} | {h: vals.get(h, "–") for *_, h in COLUMNS})
-    return pd.DataFrame(rows, columns=["encoder", *[h for *_, h in COLUMNS]])
+    for protocol in _protocol_order(df):
+        for enc in encoders:
+            sub = df[(df["encoder"] == enc) & (df["protocol"] == protocol)]
+            sub = sub.set_index(["task", "probe", "metric"])
+            row = {"encoder": str(enc), "protocol": protocol}
+            for t, p, m, h in COLUMNS:
+                key = (t, p, m)
+                hit = key in sub.index
+                row[h] = _fmt(sub.loc[key, "mean"], sub.loc[key, "std"]) if hit else "–"
+            rows.append(row)
+        if with_paper and protocol == RANDOM:
+            for name, vals in PAPER_ROWS.items():
+                row = {"encoder": name, "protocol": RANDOM}
+                rows.append(row | {h: vals.get(h, "–") for *_, h in COLUMNS})
+    return pd.DataFrame(rows, columns=["encoder", "protocol", *[h for *_, h in COLUMNS]])
 
 
 def results_frame(results: Sequence[EvaluationResult], with_paper: bool = True) -> pd.DataFrame:
@@ -87,11 +112,14 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def machine_line(key: str, df: pd.DataFrame, encoder: str) -> str:
-    """``<key>: luc_f1=<MLP macro F1 x100> sdm_l1=<MLP L1 x100>`` for one encoder's rows."""
-    sub = df[df["encoder"] == encoder].set_index(["task", "probe", "metric"])["mean"]
-    f1 = 100.0 * float(sub.get(("luc", "mlp", "f1"), float("nan")))
-    l1 = 100.0 * float(sub.get(("sdm", "mlp", "l1"), float("nan")))
+def machine_line(key: str, df: pd.DataFrame, encoder: str, protocol: str = RANDOM) -> str:
+    """``<key>: luc_f1=<MLP macro F1 x100> sdm_l1=<MLP L1 x100>`` for one encoder's rows
+    under ``protocol`` (callers name the blocks line e.g. ``<key>-blocks``)."""
+    df = with_protocol(df)
+    rows = df[(df["encoder"] == encoder) & (df["protocol"] == protocol)]
+    means = rows.set_index(["task", "probe", "metric"])["mean"]
+    f1 = 100.0 * float(means.get(("luc", "mlp", "f1"), float("nan")))
+    l1 = 100.0 * float(means.get(("sdm", "mlp", "l1"), float("nan")))
     return f"{key}: luc_f1={f1:.2f} sdm_l1={l1:.2f}"
 
 
@@ -105,7 +133,7 @@ class RunReport:
     machine: str
     date: str
     stage_seconds: Mapping[str, float]
-    results: pd.DataFrame  # tidy: encoder, task, probe, metric, mean, std (fractions)
+    results: pd.DataFrame  # tidy: encoder, protocol, task, probe, metric, mean, std (fractions)
     machine_lines: Sequence[str] = ()
     training: Mapping[str, str] = field(default_factory=dict)
     notes: Sequence[str] = ()
@@ -125,6 +153,6 @@ class RunReport:
         parts += ["", to_markdown(results_frame_tidy(self.results)), ""]
         parts += [f"- {n}" for n in self.notes]
         if self.machine_lines:
-            parts += ["", "Machine-readable (paper configuration, MLP probe, means x100):", ""]
+            parts += ["", "Machine-readable (this run's configuration, MLP probe, means x100):", ""]
             parts += ["```", *self.machine_lines, "```"]
         return "\n".join(parts) + "\n"

@@ -175,7 +175,7 @@ def retrieve_to_files(
     device: str = "cpu",
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """:func:`retrieve`, then write the heatmap PNG and the top cells as CSV (with the query)."""
-    from calliper_pipeline.maps.figures import retrieval_heatmap  # matplotlib only when drawing
+    from calliper_pipeline.maps.embedding_maps import retrieval_heatmap  # matplotlib on drawing
 
     scores, top = retrieve(
         model,

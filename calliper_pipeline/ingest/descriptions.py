@@ -20,7 +20,7 @@ import pandas as pd
 
 from calliper_pipeline.cities.spec import DEFAULT_NAME_TEMPLATE, DEFAULT_TEMPLATE, CitySpec
 from calliper_pipeline.config import DescriptionConfig
-from calliper_pipeline.constants import COL_CATEGORY, COL_GROUP, COL_NAME
+from calliper_pipeline.constants import COL_CATEGORY, COL_GROUP, COL_NAME, COL_SOURCE
 from calliper_pipeline.errors import ConfigError
 
 CALLIPER_PLUS = "calliper_plus"
@@ -99,11 +99,32 @@ def describe_frame(df: pd.DataFrame, city: CitySpec, cfg: DescriptionConfig) -> 
 
     Vectorised over distinct inputs: each distinct (category, group[, name]) is formatted once
     and mapped back, so a city with a few hundred classes costs a few hundred format calls.
-    Missing ``category_group``/``name`` columns are treated as all-missing.
+    Missing ``category_group``/``name`` columns are treated as all-missing. Rows of an
+    additional source with its own templates (``source`` column, :meth:`CitySpec.templates`)
+    are described with those; every other row with the city's.
 
     Returns:
         A string Series aligned with ``df.index``.
     """
+    own = [s.name for s in city.sources if s.description_template or s.name_template]
+    if COL_SOURCE not in df.columns or not own:
+        return _describe(df, city.description_template, city.name_template, cfg)
+    out = pd.Series(None, index=df.index, dtype=object, name="description")
+    source = df[COL_SOURCE].astype(object)
+    for name in own:
+        rows = (source == name).to_numpy(dtype=bool)
+        if rows.any():
+            out[rows] = _describe(df.loc[rows], *city.templates(name), cfg).to_numpy(object)
+    rest = ~source.isin(own).to_numpy(dtype=bool)
+    if rest.any():
+        texts = _describe(df.loc[rest], city.description_template, city.name_template, cfg)
+        out[rest] = texts.to_numpy(object)
+    return out
+
+
+def _describe(
+    df: pd.DataFrame, template: str, name_template: str, cfg: DescriptionConfig
+) -> pd.Series:
     keys = [COL_CATEGORY, COL_GROUP] + ([COL_NAME] if cfg.variant == CALLIPER_PLUS else [])
     parts = pd.DataFrame(index=df.index)
     for col in keys:
@@ -115,8 +136,8 @@ def describe_frame(df: pd.DataFrame, city: CitySpec, cfg: DescriptionConfig) -> 
             row[0],
             row[1],
             row[2] if len(row) > 2 else None,
-            template=city.description_template,
-            name_template=city.name_template,
+            template=template,
+            name_template=name_template,
             variant=cfg.variant,
             lowercase=cfg.lowercase,
         )

@@ -12,7 +12,6 @@ mix; 1: no category in common).
 from __future__ import annotations
 
 import math
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from calliper_pipeline.cities.geo import city_bounds_m
 from calliper_pipeline.cities.spec import CitySpec
 from calliper_pipeline.config import DescriptionConfig
 from calliper_pipeline.constants import (
@@ -33,21 +33,11 @@ from calliper_pipeline.constants import (
     POIS_TABLE,
 )
 from calliper_pipeline.hashing import text_hash
-from calliper_pipeline.ingest.snapshot import city_bounds_m
+from calliper_pipeline.ingest.descriptions import describe_frame
 from calliper_pipeline.store import pois as store
-from calliper_pipeline.text.encoders import MissingEmbeddingError, load_text_embeddings
-
-MIX_TABLE = "category_mix_log"
-
-_MIX_DDL = f"""
-CREATE TABLE IF NOT EXISTS {MIX_TABLE} (
-    city VARCHAR NOT NULL,
-    ingest_id BIGINT NOT NULL,
-    snapshot_hash VARCHAR NOT NULL,
-    category VARCHAR NOT NULL,
-    share DOUBLE NOT NULL,
-    recorded_at TIMESTAMP NOT NULL
-)"""
+from calliper_pipeline.store.db import registered, table_exists, transaction
+from calliper_pipeline.store.schema import MIX_TABLE, ensure_mix_schema
+from calliper_pipeline.text.cache import MissingEmbeddingError, load_text_embeddings
 
 
 @dataclass(frozen=True)
@@ -114,10 +104,8 @@ def city_text_hashes(
     con: duckdb.DuckDBPyConnection, city: CitySpec, desc_cfg: DescriptionConfig
 ) -> list[str]:
     """Hashes of the city's distinct training texts for a description variant (sorted)."""
-    from calliper_pipeline.steps.core import city_texts
-
     pois = store.read_city_pois(con, city.key)
-    texts = city_texts(pois, city, desc_cfg) if not pois.empty else pd.Series(dtype=object)
+    texts = describe_frame(pois, city, desc_cfg) if not pois.empty else pd.Series(dtype=object)
     return sorted({text_hash(str(t)) for t in texts})
 
 
@@ -151,13 +139,10 @@ def record_category_mix(con: duckdb.DuckDBPyConnection, city_key: str) -> pd.Ser
     latest = store.latest_ingest(con, city_key)
     if latest is None or mix.empty:
         return mix
-    con.execute(_MIX_DDL)
+    ensure_mix_schema(con)
     frame = pd.DataFrame({"category": mix.index.astype(str), "share": mix.to_numpy(float)})
     now = datetime.now(UTC).replace(tzinfo=None)
-    view = f"_mix_{uuid.uuid4().hex}"
-    con.register(view, frame)
-    con.begin()
-    try:
+    with registered(con, frame) as view, transaction(con):
         con.execute(
             f"DELETE FROM {MIX_TABLE} WHERE city = ? AND ingest_id = ?",
             [city_key, latest["ingest_id"]],
@@ -166,13 +151,6 @@ def record_category_mix(con: duckdb.DuckDBPyConnection, city_key: str) -> pd.Ser
             f"INSERT INTO {MIX_TABLE} SELECT ?, ?, ?, category, share, ? FROM {view}",
             [city_key, latest["ingest_id"], latest["snapshot_hash"], now],
         )
-    except BaseException:
-        con.rollback()
-        raise
-    else:
-        con.commit()
-    finally:
-        con.unregister(view)
     return mix
 
 
@@ -193,7 +171,7 @@ def total_variation(p: pd.Series, q: pd.Series) -> float:
 def category_mix_drift(con: duckdb.DuckDBPyConnection, city_key: str) -> MixDrift:
     """TVD between the mixes of the city's two most recent recorded ingests."""
     empty = pd.DataFrame(columns=[COL_CATEGORY, "previous", "current", "delta"])
-    if not store.table_exists(con, MIX_TABLE):
+    if not table_exists(con, MIX_TABLE):
         return MixDrift(None, None, None, empty)
     ids = [
         int(r[0])

@@ -64,3 +64,66 @@ def clip_loss_grouped(scores_per_text: Tensor, text_of_pair: Tensor) -> Tensor:
     row_lse = torch.logsumexp(s, dim=1)  # (U,)
     col_lse = torch.logsumexp(s + counts.log().unsqueeze(1), dim=0)  # (B,); absent texts: -inf
     return ((row_lse[text_of_pair] - positive).mean() + (col_lse - positive).mean()) / 2
+
+
+def clip_loss_multi_positive(logits_per_text: Tensor, target_id: Tensor) -> Tensor:
+    """Symmetric InfoNCE where every pair with the same target is a positive.
+
+    Row i (text -> location): ``logsumexp_j l[i, j] - logsumexp_{j: id_j = id_i} l[i, j]``;
+    column j likewise. With all ids distinct this is :func:`clip_loss` exactly (the positive
+    set is the diagonal); with duplicates the positives' probabilities are summed inside the
+    log, so it is never above :func:`clip_loss` of the same logits.
+
+    Args:
+        logits_per_text: (B, B) scaled similarities, row i = text i against every location.
+        target_id: (B,) int64; pairs i and j share a target iff ``target_id[i] == target_id[j]``.
+
+    Returns:
+        Scalar float32 loss.
+    """
+    if logits_per_text.ndim != 2 or logits_per_text.shape[0] != logits_per_text.shape[1]:
+        raise ValueError(f"logits must be square (B, B), got {tuple(logits_per_text.shape)}")
+    if target_id.shape != (logits_per_text.shape[0],):
+        raise ValueError(f"target_id must be (B,), got {tuple(target_id.shape)}")
+    logits = logits_per_text.float()
+    same = target_id.unsqueeze(0) == target_id.unsqueeze(1)  # (B, B), symmetric
+    positives = logits.masked_fill(~same, float("-inf"))
+    rows = torch.logsumexp(logits, dim=1) - torch.logsumexp(positives, dim=1)
+    cols = torch.logsumexp(logits, dim=0) - torch.logsumexp(positives, dim=0)
+    return (rows.mean() + cols.mean()) / 2
+
+
+def clip_loss_grouped_multi_positive(scores_per_text: Tensor, text_of_pair: Tensor) -> Tensor:
+    """:func:`clip_loss_multi_positive` with the target ids = texts, on (U, B) scores.
+
+    Row i: positives are the locations j with ``t_j = t_i``, all scored by row ``t_i``:
+    ``logsumexp_j s[t_i, j] - logsumexp_{j: t_j = t_i} s[t_i, j]``. Column j: the B rows hold
+    text t ``c_t`` times, the positives being the ``c_{t_j}`` rows of text ``t_j``:
+    ``logsumexp_t (s[t, j] + log c_t) - (s[t_j, j] + log c_{t_j})``.
+
+    Args:
+        scores_per_text: (U, B) scaled similarities of each distinct text to each location.
+        text_of_pair: (B,) int64 row of ``scores_per_text`` holding pair i's text.
+
+    Returns:
+        Scalar float32 loss.
+    """
+    if scores_per_text.ndim != 2 or text_of_pair.shape != (scores_per_text.shape[1],):
+        raise ValueError(
+            f"need scores (U, B) and text_of_pair (B,), got {tuple(scores_per_text.shape)} "
+            f"and {tuple(text_of_pair.shape)}"
+        )
+    s = scores_per_text.float()
+    ones = torch.ones_like(text_of_pair, dtype=s.dtype)
+    counts = torch.zeros(s.shape[0], dtype=s.dtype, device=s.device).index_add_(
+        0, text_of_pair, ones
+    )
+    log_counts = counts.log()
+    own = torch.arange(s.shape[0], device=s.device).unsqueeze(1) == text_of_pair.unsqueeze(0)
+    pos_lse = torch.logsumexp(s.masked_fill(~own, float("-inf")), dim=1)  # (U,)
+    row_lse = torch.logsumexp(s, dim=1)  # (U,)
+    positive = s.gather(0, text_of_pair.unsqueeze(0)).squeeze(0)  # (B,) s[t_j, j]
+    col_lse = torch.logsumexp(s + log_counts.unsqueeze(1), dim=0)  # (B,)
+    rows = row_lse[text_of_pair] - pos_lse[text_of_pair]
+    cols = col_lse - (positive + log_counts[text_of_pair])
+    return (rows.mean() + cols.mean()) / 2

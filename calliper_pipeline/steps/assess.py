@@ -8,24 +8,74 @@ version's MLflow run (metrics, ``evaluation/`` and ``maps/`` artifacts).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from calliper_pipeline.cities.spec import CitySpec
 from calliper_pipeline.config import ProbeConfig
 from calliper_pipeline.errors import ConfigError
-from calliper_pipeline.steps import core as pipeline
-from calliper_pipeline.steps.tracked import attach_run, load_registered_model
-from calliper_pipeline.store.metrics import metric_key
-from calliper_pipeline.tracking import registry
-from calliper_pipeline.tracking.registry import RegisteredVersion, TrackingConfig
+from calliper_pipeline.evaluation.data import (
+    LabelledPoints,
+    has_landuse,
+    has_socioeconomic,
+    load_landuse,
+    load_socioeconomic,
+)
+from calliper_pipeline.model.calliper import CalliperModel, embed_points
+from calliper_pipeline.store.metrics import flat_metrics
+from calliper_pipeline.tracking import runs, serving
+from calliper_pipeline.tracking.registry import RegisteredVersion
+from calliper_pipeline.tracking.runs import TrackingConfig, attach_run
 
 
 # ------------------------------------------------------------------------------ evaluation
+@dataclass
+class EvaluationSets:
+    """A city's downstream sets (either may be missing)."""
+
+    landuse: LabelledPoints | None
+    socioeconomic: LabelledPoints | None
+
+    @property
+    def empty(self) -> bool:
+        return self.landuse is None and self.socioeconomic is None
+
+
+def evaluation_sets(city: CitySpec, data_root: Path, metric_epsg: int) -> EvaluationSets:
+    """Load the city's land-use and socio-economic sets in its metric CRS."""
+    luc = load_landuse(city, data_root, metric_epsg) if has_landuse(city) else None
+    sdm = load_socioeconomic(city, data_root, metric_epsg) if has_socioeconomic(city) else None
+    return EvaluationSets(luc, sdm)
+
+
+FeatureFn = Callable[[LabelledPoints], np.ndarray]
+
+
+def model_features(model: object) -> FeatureFn:
+    """Feature function: the trained encoder's embedding of each evaluation point."""
+    assert isinstance(model, CalliperModel)
+
+    def features(points: LabelledPoints) -> np.ndarray:
+        return embed_points(model, points.x_m, points.y_m, points.lon, points.lat)
+
+    return features
+
+
+def load_registered_model(tracking: TrackingConfig, model_uri: str) -> CalliperModel:
+    """The CalliperModel inside a registered pyfunc (``models:/calliper_<city>/<version>``)."""
+    from calliper_pipeline.tracking.pyfunc import CalliperPyfunc
+
+    inner = serving.load_pyfunc(tracking, model_uri).unwrap_python_model()
+    if not isinstance(inner, CalliperPyfunc) or inner.model is None:
+        raise ConfigError(f"{model_uri} is not a CaLLiPer pyfunc model")
+    return inner.model
+
+
 @dataclass(frozen=True)
 class EvaluationOutcome:
     """One task's probes on one registered version."""
@@ -71,34 +121,30 @@ def evaluate_registered(
     Metrics, the table (JSON) and its figure are logged to the version's MLflow run. Returns
     None, loading nothing, when the city has no set for the task.
     """
-    from calliper_pipeline.evaluation.probes import evaluate_features
-    from calliper_pipeline.maps.figures import evaluation_table_figure
+    from calliper_pipeline.evaluation.protocol import evaluate_features
+    from calliper_pipeline.maps.charts import evaluation_table_figure
 
     if not has_evaluation_set(city, task):
         return None
     model = load_registered_model(tracking, version.model_uri)
     points = _load_points(city, data_root, task, model.spec.metric_epsg)
-    feats = pipeline.model_features(model)(points)
+    feats = model_features(model)(points)
     luc = (feats, points) if task == "luc" else (None, None)
     sdm = (feats, points) if task == "sdm" else (None, None)
     name = f"{version.name}/v{version.version}"
     result = evaluate_features(luc[0], luc[1], sdm[0], sdm[1], probe_cfg, name=name)
     frame = result.to_frame()
-    metrics: dict[str, float] = {}
-    for task_, probe, metric, mean, std in frame[["task", "probe", "metric", "mean", "std"]].values:
-        key = metric_key(str(task_), str(probe), str(metric))
-        metrics[key] = float(mean)
-        metrics[f"{key}_std"] = float(std)
+    metrics = flat_metrics(frame)  # "luc.mlp.f1" (random split), "blocks.luc.mlp.f1", "..._std"
     out_dir.mkdir(parents=True, exist_ok=True)
     table_png = out_dir / f"evaluation_{task}.png"
-    shown = frame[["task", "probe", "metric", "mean_x100", "std_x100", "n_seeds"]]
+    shown = frame[["protocol", "task", "probe", "metric", "mean_x100", "std_x100", "n_seeds"]]
     title = f"{city.name}: {task} probes ({name})"
     evaluation_table_figure(shown, title=title, path=table_png).clear()
     if version.run_id:
         handle = attach_run(tracking, version.run_id, city.key)
-        registry.log_metrics(handle, metrics)
-        registry.log_figure_png(handle, table_png, artifact_dir="evaluation")
-        registry.log_table(handle, frame, f"evaluation/{task}.json")
+        runs.log_metrics(handle, metrics)
+        runs.log_figure_png(handle, table_png, artifact_dir="evaluation")
+        runs.log_table(handle, frame, f"evaluation/{task}.json")
     return EvaluationOutcome(
         task=task,
         frame=frame,
@@ -146,7 +192,7 @@ def render_maps(
     """
     from calliper_pipeline.cities.cells import load_cells, load_map_layers
     from calliper_pipeline.evaluation.retrieval import cell_embeddings, retrieve_to_files
-    from calliper_pipeline.maps.figures import cluster_map, pca_colour_map
+    from calliper_pipeline.maps.embedding_maps import cluster_map, pca_colour_map
 
     model = load_registered_model(tracking, version.model_uri)
     epsg = model.spec.metric_epsg
@@ -174,5 +220,5 @@ def render_maps(
     if version.run_id:
         handle = attach_run(tracking, version.run_id, city.key)
         for path in figures.values():
-            registry.log_figure_png(handle, path, artifact_dir="maps")
+            runs.log_figure_png(handle, path, artifact_dir="maps")
     return MapsOutcome(figures=figures, top_cells=tops, n_cells=len(cells))

@@ -8,7 +8,12 @@ Three tables, all keyed by city:
   deleting and re-inserting a city's 72k London rows in one transaction ~10x slower.
 - ``pois_quarantine``: rows rejected by validation, with the source column (``field``) and the
   reason, and the raw row as JSON.
-- ``ingest_log``: one row per ingest (append-only): counts, snapshot hash, metric EPSG, time.
+- ``ingest_log``: one row per ingest (append-only): counts, snapshot hash, metric EPSG, time,
+  near-duplicates dropped, and the per-source counts as JSON (``sources``).
+
+``source`` (in ``pois`` and ``pois_quarantine``) names the POI source a row came from (a city
+may merge several; ``source_row`` is the row in that source's file). Tables created before
+these columns existed get them on :func:`.schema.ensure_poi_schema` (NULL in old rows).
 
 A city's rows in ``pois`` and ``pois_quarantine`` are replaced in one transaction, so a re-run
 replaces rather than duplicates, and a failed write leaves the previous rows untouched.
@@ -18,11 +23,7 @@ Coordinates are plain DOUBLE columns (the spatial extension downloads at run tim
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -32,15 +33,18 @@ from calliper_pipeline.constants import (
     COL_CATEGORY,
     COL_CITY,
     COL_POI_ID,
+    COL_SOURCE,
     COL_SOURCE_ROW,
     INGEST_LOG_TABLE,
     POI_COLUMNS,
     POIS_TABLE,
     QUARANTINE_TABLE,
 )
+from calliper_pipeline.store.db import registered, table_exists, transaction
+from calliper_pipeline.store.schema import ensure_poi_schema
 
 if TYPE_CHECKING:
-    from calliper_pipeline.ingest.snapshot import IngestReport
+    from calliper_pipeline.ingest.report import IngestReport
 
 QUARANTINE_COLUMNS: tuple[str, ...] = (
     COL_CITY,
@@ -49,88 +53,10 @@ QUARANTINE_COLUMNS: tuple[str, ...] = (
     "field",
     "reason",
     "raw_json",
+    COL_SOURCE,
 )
 
-_POIS_DDL = f"""
-CREATE TABLE IF NOT EXISTS {POIS_TABLE} (
-    city VARCHAR NOT NULL,
-    poi_id VARCHAR NOT NULL,
-    name VARCHAR,
-    category VARCHAR NOT NULL,
-    category_group VARCHAR,
-    description VARCHAR NOT NULL,
-    text_hash VARCHAR NOT NULL,
-    lon DOUBLE NOT NULL,
-    lat DOUBLE NOT NULL,
-    x_m DOUBLE NOT NULL,
-    y_m DOUBLE NOT NULL,
-    source_row BIGINT NOT NULL,
-    snapshot_hash VARCHAR NOT NULL
-)"""
-
-_QUARANTINE_DDL = f"""
-CREATE TABLE IF NOT EXISTS {QUARANTINE_TABLE} (
-    city VARCHAR NOT NULL,
-    source_row BIGINT NOT NULL,
-    poi_id VARCHAR,
-    field VARCHAR,
-    reason VARCHAR NOT NULL,
-    raw_json VARCHAR
-)"""
-
-_INGEST_LOG_DDL = f"""
-CREATE TABLE IF NOT EXISTS {INGEST_LOG_TABLE} (
-    ingest_id BIGINT NOT NULL,
-    city VARCHAR NOT NULL,
-    snapshot_hash VARCHAR NOT NULL,
-    source_path VARCHAR,
-    metric_epsg INTEGER NOT NULL,
-    rows_read BIGINT NOT NULL,
-    rows_filtered_out BIGINT NOT NULL,
-    rows_valid BIGINT NOT NULL,
-    rows_quarantined BIGINT NOT NULL,
-    filtered_by VARCHAR NOT NULL,
-    quarantined_by VARCHAR NOT NULL,
-    seconds DOUBLE,
-    ingested_at TIMESTAMP NOT NULL
-)"""
-
-_LOG_JSON_FIELDS = ("filtered_by", "quarantined_by")
-
-
-def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (creating its folder if needed) the DuckDB file at ``path``."""
-    path = Path(path)
-    if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    return duckdb.connect(str(path), read_only=read_only)
-
-
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the POI, quarantine and ingest-log tables if they do not exist (idempotent)."""
-    for ddl in (_POIS_DDL, _QUARANTINE_DDL, _INGEST_LOG_DDL):
-        con.execute(ddl)
-
-
-def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    """Whether ``table`` exists in the connection's current database and schema."""
-    rows = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ? "
-        "AND table_schema = current_schema() AND table_catalog = current_database()",
-        [table],
-    ).fetchall()
-    return bool(rows[0][0])
-
-
-@contextmanager
-def registered(con: duckdb.DuckDBPyConnection, data: Any) -> Iterator[str]:
-    """Expose a DataFrame or Arrow table to SQL under a unique view name for the block."""
-    name = f"_frame_{uuid.uuid4().hex}"
-    con.register(name, data)
-    try:
-        yield name
-    finally:
-        con.unregister(name)
+_LOG_JSON_FIELDS = ("filtered_by", "quarantined_by", "sources")
 
 
 def _insert_frame(
@@ -146,9 +72,11 @@ def _insert_frame(
 def _insert_ingest_log(con: duckdb.DuckDBPyConnection, city_key: str, report: IngestReport) -> None:
     con.execute(
         f"""
-        INSERT INTO {INGEST_LOG_TABLE}
+        INSERT INTO {INGEST_LOG_TABLE} (ingest_id, city, snapshot_hash, source_path,
+            metric_epsg, rows_read, rows_filtered_out, rows_valid, rows_quarantined,
+            filtered_by, quarantined_by, seconds, ingested_at, rows_duplicate, sources)
         SELECT coalesce((SELECT max(ingest_id) FROM {INGEST_LOG_TABLE}), 0) + 1,
-               ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+               ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
         """,
         [
             city_key,
@@ -163,6 +91,8 @@ def _insert_ingest_log(con: duckdb.DuckDBPyConnection, city_key: str, report: In
             json.dumps(report.quarantined_by, sort_keys=True),
             report.seconds,
             datetime.now(UTC).replace(tzinfo=None),
+            report.rows_duplicate,
+            json.dumps(report.sources, sort_keys=True),
         ],
     )
 
@@ -209,19 +139,14 @@ def write_city_pois(
     """
     _check_frame(pois, POI_COLUMNS, city_key, "pois")
     _check_frame(quarantine, QUARANTINE_COLUMNS, city_key, "quarantine")
-    ensure_schema(con)
-    con.begin()
-    try:
+    ensure_poi_schema(con)
+    with transaction(con):
         con.execute(f"DELETE FROM {POIS_TABLE} WHERE city = ?", [city_key])
         con.execute(f"DELETE FROM {QUARANTINE_TABLE} WHERE city = ?", [city_key])
         _insert_frame(con, POIS_TABLE, pois, POI_COLUMNS)
         _check_unique_ids(con, city_key)
         _insert_frame(con, QUARANTINE_TABLE, quarantine, QUARANTINE_COLUMNS)
         _insert_ingest_log(con, city_key, report)
-    except BaseException:
-        con.rollback()
-        raise
-    con.commit()
 
 
 def _select_city(
@@ -259,7 +184,7 @@ def latest_ingest(con: duckdb.DuckDBPyConnection, city_key: str) -> dict[str, An
         return None
     out = dict(zip([d[0] for d in cur.description], rows[0], strict=True))
     for key in _LOG_JSON_FIELDS:
-        out[key] = json.loads(out[key])
+        out[key] = json.loads(out[key]) if out[key] is not None else {}
     return out
 
 

@@ -41,11 +41,15 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 from pyproj import Transformer
 
+from calliper_pipeline.cities.geo import transformer
+from calliper_pipeline.constants import WGS84_EPSG
 from calliper_pipeline.errors import ModelInputError
-from calliper_pipeline.model.calliper import CalliperModel, embed_points, load_model
+from calliper_pipeline.model.calliper import CalliperModel, ModelSpec, embed_points, load_model
 
-#: Artifact key under which the torch file written by ``save_model`` is logged.
+#: Artifact key under which the folder written by ``save_model`` is logged.
 MODEL_ARTIFACT_KEY = "model"
+#: File name given to ``save_model`` inside that folder (any files it writes beside it travel).
+WEIGHTS_FILE = "calliper_model.pt"
 #: Input columns (WGS84 degrees).
 LON, LAT = "lon", "lat"
 #: Tolerance around ``ModelSpec.bounds_m`` before a point counts as outside the city, metres.
@@ -70,8 +74,10 @@ class CalliperPyfunc(PythonModel):
     """``mlflow.pyfunc`` model: WGS84 ``lon, lat`` -> embedding columns ``e000`` ...
 
     The instance pickled at logging time is empty; the weights come from the ``"model"``
-    artifact (a file written by :func:`calliper_pipeline.model.calliper.save_model`) in
-    :meth:`load_context`, after which ``.model`` is the loaded :class:`CalliperModel`.
+    artifact (a folder holding what :func:`calliper_pipeline.model.calliper.save_model` wrote;
+    a single file for models logged before that) in :meth:`load_context`, always read through
+    :func:`calliper_pipeline.model.calliper.load_model` (never ``torch.load`` here), after which
+    ``.model`` is the loaded :class:`CalliperModel`.
     """
 
     def __init__(self) -> None:
@@ -80,15 +86,14 @@ class CalliperPyfunc(PythonModel):
 
     # -- loading ---------------------------------------------------------------------------
     def load_context(self, context: Any) -> None:
-        self.bind(load_model(Path(context.artifacts[MODEL_ARTIFACT_KEY])))
+        path = Path(context.artifacts[MODEL_ARTIFACT_KEY])
+        self.bind(load_model(path / WEIGHTS_FILE if path.is_dir() else path))
 
     def bind(self, model: CalliperModel) -> CalliperPyfunc:
         """Attach an in-memory model (what ``load_context`` does after reading the artifact)."""
         model.eval()
         self.model = model
-        self._transformer = Transformer.from_crs(
-            "EPSG:4326", f"EPSG:{model.spec.metric_epsg}", always_xy=True
-        )
+        self._transformer = transformer(WGS84_EPSG, int(model.spec.metric_epsg))
         return self
 
     @classmethod
@@ -106,32 +111,8 @@ class CalliperPyfunc(PythonModel):
         allow_outside = bool((params or {}).get("allow_outside", False))
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
-        missing = [c for c in (LON, LAT) if c not in model_input.columns]
-        if missing:
-            raise ModelInputError(
-                f"input lacks column(s) {missing}; expected WGS84 degrees in 'lon' and 'lat' "
-                f"(got columns {list(model_input.columns)[:10]})"
-            )
         index = model_input.index
-        try:
-            lon = model_input[LON].to_numpy(dtype=np.float64, na_value=np.nan)
-            lat = model_input[LAT].to_numpy(dtype=np.float64, na_value=np.nan)
-        except (TypeError, ValueError) as exc:
-            raise ModelInputError(f"'lon'/'lat' must be numeric: {exc}") from exc
-
-        bad = ~(np.isfinite(lon) & np.isfinite(lat))
-        if bad.any():
-            raise ModelInputError(
-                f"{int(bad.sum())} of {len(lon)} rows have a missing or non-finite lon/lat; "
-                f"first rows: {_first_labels(index, bad)}"
-            )
-        bad = (np.abs(lon) > 180.0) | (np.abs(lat) > 90.0)
-        if bad.any():
-            raise ModelInputError(
-                f"{int(bad.sum())} of {len(lon)} rows are not valid WGS84 degrees "
-                f"(|lon| <= 180, |lat| <= 90); first rows: {_first_labels(index, bad)}"
-            )
-
+        lon, lat = _read_lonlat(model_input)
         x_m, y_m = self._transformer.transform(lon, lat)
         x_m = np.asarray(x_m, np.float64)
         y_m = np.asarray(y_m, np.float64)
@@ -143,20 +124,55 @@ class CalliperPyfunc(PythonModel):
                 f"EPSG:{spec.metric_epsg}; first rows: {_first_labels(index, bad)}"
             )
         if spec.bounds_m is not None and not allow_outside:
-            min_x, min_y, max_x, max_y = spec.bounds_m
-            m = BOUNDS_MARGIN_M
-            outside = (x_m < min_x - m) | (x_m > max_x + m) | (y_m < min_y - m) | (y_m > max_y + m)
-            if outside.any():
-                raise ModelInputError(
-                    f"{int(outside.sum())} of {len(lon)} points lie outside the "
-                    f"{spec.city or 'model'}'s bounds (EPSG:{spec.metric_epsg} {spec.bounds_m}, "
-                    f"+{m:.0f} m margin); first rows: {_first_labels(index, outside)}. "
-                    "Pass params={'allow_outside': True} to embed them anyway."
-                )
-
+            _check_inside(spec, x_m, y_m, index)
         emb = embed_points(self.model, x_m=x_m, y_m=y_m, lon=lon, lat=lat)
         return pd.DataFrame(
             np.ascontiguousarray(emb, dtype=np.float32),
             columns=embedding_columns(emb.shape[1]),
             index=index,
+        )
+
+
+def _read_lonlat(model_input: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``lon``, ``lat`` as float64 arrays; ModelInputError if missing, non-numeric, non-finite
+    or outside WGS84 degrees."""
+    missing = [c for c in (LON, LAT) if c not in model_input.columns]
+    if missing:
+        raise ModelInputError(
+            f"input lacks column(s) {missing}; expected WGS84 degrees in 'lon' and 'lat' "
+            f"(got columns {list(model_input.columns)[:10]})"
+        )
+    index = model_input.index
+    try:
+        lon = model_input[LON].to_numpy(dtype=np.float64, na_value=np.nan)
+        lat = model_input[LAT].to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError) as exc:
+        raise ModelInputError(f"'lon'/'lat' must be numeric: {exc}") from exc
+    bad = ~(np.isfinite(lon) & np.isfinite(lat))
+    if bad.any():
+        raise ModelInputError(
+            f"{int(bad.sum())} of {len(lon)} rows have a missing or non-finite lon/lat; "
+            f"first rows: {_first_labels(index, bad)}"
+        )
+    bad = (np.abs(lon) > 180.0) | (np.abs(lat) > 90.0)
+    if bad.any():
+        raise ModelInputError(
+            f"{int(bad.sum())} of {len(lon)} rows are not valid WGS84 degrees "
+            f"(|lon| <= 180, |lat| <= 90); first rows: {_first_labels(index, bad)}"
+        )
+    return lon, lat
+
+
+def _check_inside(spec: ModelSpec, x_m: np.ndarray, y_m: np.ndarray, index: pd.Index) -> None:
+    """ModelInputError if a point lies more than BOUNDS_MARGIN_M outside ``spec.bounds_m``."""
+    assert spec.bounds_m is not None
+    min_x, min_y, max_x, max_y = spec.bounds_m
+    m = BOUNDS_MARGIN_M
+    outside = (x_m < min_x - m) | (x_m > max_x + m) | (y_m < min_y - m) | (y_m > max_y + m)
+    if outside.any():
+        raise ModelInputError(
+            f"{int(outside.sum())} of {len(x_m)} points lie outside the "
+            f"{spec.city or 'model'}'s bounds (EPSG:{spec.metric_epsg} {spec.bounds_m}, "
+            f"+{m:.0f} m margin); first rows: {_first_labels(index, outside)}. "
+            "Pass params={'allow_outside': True} to embed them anyway."
         )

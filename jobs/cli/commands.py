@@ -1,27 +1,46 @@
-"""Handlers of the ``calliper`` sub-commands (argument parsing lives in :mod:`cli`)."""
+"""Handlers of the ``calliper`` sub-commands (the parser is :mod:`jobs.cli.parser`).
+
+Each handler takes the parsed options, the settings and the city, calls library steps (or, for
+``run``, the Dagster job) and prints a short summary. Models are always MLflow model versions.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import replace
+import os
 from pathlib import Path
 from typing import Any
 
+from calliper_pipeline import presets
 from calliper_pipeline.cities.spec import CitySpec, load_city_registry
-from calliper_pipeline.config import DescriptionConfig, ProbeConfig, RunConfig
+from calliper_pipeline.config import ProbeConfig, RunConfig
 from calliper_pipeline.settings import REPO_ROOT, Settings
-from calliper_pipeline.steps import core as pipeline
-from calliper_pipeline.store import pois as store
+from calliper_pipeline.store.db import connect
 from calliper_pipeline.text.encoders import build_text_encoder
 
 logger = logging.getLogger("calliper")
 
 
-def _run_config(args: argparse.Namespace) -> RunConfig:
-    from jobs.cli.parser import _run_config as build
+def training_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The training options the user set, by the flat names of :data:`presets.FIELDS`."""
+    names = set(presets.FIELDS) - {"description_variant"}
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
-    return build(args)
+
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """The one RunConfig builder (:func:`presets.run_config`) fed from the options."""
+    overrides = training_overrides(args)
+    overrides["description_variant"] = getattr(args, "variant", None)
+    return presets.run_config(args.preset, overrides)
+
+
+def tracking_config(args: argparse.Namespace, s: Settings) -> Any:
+    """MLflow store: ``--tracking-uri``, MLFLOW_TRACKING_URI, or SQLite under HOME/mlflow."""
+    from calliper_pipeline.tracking.runs import TrackingConfig, default_tracking
+
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    return TrackingConfig(tracking_uri=uri) if uri else default_tracking(s.mlflow_dir)
 
 
 def cities(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> int:
@@ -32,8 +51,10 @@ def cities(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) 
 
 
 def ingest(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> int:
-    con = store.connect(s.warehouse)
-    report = pipeline.ingest(con, city, s.data_root)
+    from calliper_pipeline.steps.ingest import ingest as run_ingest
+
+    with connect(s.warehouse) as con:
+        report = run_ingest(con, city, s.data_root)
     print(
         f"{city.key}: {report.rows_read:,} rows read, {report.rows_valid:,} valid, "
         f"{report.rows_filtered_out:,} filtered {dict(report.filtered_by)}, "
@@ -44,11 +65,12 @@ def ingest(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) 
 
 
 def embed_texts(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> int:
-    con = store.connect(s.warehouse)
+    from calliper_pipeline.steps.embed import embed
+
+    cfg = run_config(args)
     encoder = build_text_encoder(args.text_encoder)
-    rep = pipeline.embed(
-        con, city, encoder, DescriptionConfig(variant=args.variant), show_progress=True
-    )
+    with connect(s.warehouse) as con:
+        rep = embed(con, city, encoder, cfg.description, show_progress=True)
     print(
         f"{city.key} [{args.variant}]: {rep.n_distinct:,} distinct texts, {rep.n_embedded:,} "
         f"embedded, {rep.n_cached:,} already cached ({rep.seconds:.1f} s)"
@@ -57,98 +79,104 @@ def embed_texts(args: argparse.Namespace, s: Settings, city: CitySpec, command: 
 
 
 def train(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> int:
-    from calliper_pipeline.model.calliper import save_model
+    """Train with the same step the ``calliper_model`` asset runs: one MLflow run, one
+    registered version of ``calliper_<city>`` with alias ``candidate``."""
+    from calliper_pipeline.provenance import code_version
+    from calliper_pipeline.steps import train as training
+    from calliper_pipeline.training.inputs import training_inputs
 
-    con = store.connect(s.warehouse)
-    cfg = _run_config(args)
+    cfg = run_config(args)
     encoder_id = build_text_encoder(args.text_encoder).encoder_id
-    inputs = pipeline.training_inputs(con, city, s.data_root, encoder_id, cfg)
-    result = pipeline.train_city(
-        inputs,
-        cfg,
-        checkpoint_dir=s.checkpoints_dir / city.key / args.variant,
+    with connect(s.warehouse, read_only=True) as con:
+        inputs = training_inputs(con, city, s.data_root, encoder_id, cfg)
+    out = training.train_and_register(
+        inputs, city, s.data_root, cfg, tracking_config(args, s),
+        s.home / "runs" / city.key / "cli", dagster_run_id=None,
+        code_version=code_version(REPO_ROOT),
+        log=logger.info, checkpoint_dir=s.checkpoints_dir / city.key / args.variant,
         resume=args.resume,
-        show_progress=True,
-    )
-    out = args.output or s.models_dir / f"{city.key}-{args.variant}.pt"
-    save_model(out, result.model)
+    )  # fmt: skip
     print(
-        f"{city.key}: best epoch {result.best_epoch}, val loss {result.best_val_loss:.4f}, "
-        f"{result.seconds_per_epoch:.2f} s/epoch, {result.pois_per_second:,.0f} POIs/s -> {out}"
+        f"{city.key}: best epoch {out.best_epoch}, val loss {out.best_val_loss:.4f}, "
+        f"{out.seconds_per_epoch:.2f} s/epoch -> {out.version.model_uri} (alias candidate)"
     )
     return 0
 
 
 def evaluate(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> int:
-    from calliper_pipeline.evaluation.probes import evaluate_features
-    from calliper_pipeline.evaluation.report import results_frame, to_markdown
-    from calliper_pipeline.model.calliper import load_model
+    """The evaluation assets' step on a registered version; metrics go to DuckDB and MLflow."""
+    from calliper_pipeline.evaluation.report import to_markdown
+    from calliper_pipeline.steps import assess
+    from calliper_pipeline.store import metrics
+    from calliper_pipeline.tracking.registry import resolve_version
 
-    model = load_model(args.model)
-    sets = pipeline.evaluation_sets(city, s.data_root, model.spec.metric_epsg)
-    if sets.empty:
-        print(f"{city.key} has no evaluation sets")
-        return 0
-    seeds = tuple(int(x) for x in args.seeds.split(","))
-    feats = pipeline.model_features(model)
-    luc, sdm = sets.landuse, sets.socioeconomic
-    result = evaluate_features(
-        feats(luc) if luc else None,
-        luc,
-        feats(sdm) if sdm else None,
-        sdm,
-        ProbeConfig(seeds=seeds),
-        name=str(args.model),
-    )
-    print(to_markdown(results_frame([result])))
+    tracking = tracking_config(args, s)
+    version = resolve_version(tracking, args.model)
+    probe = ProbeConfig(seeds=tuple(int(x) for x in args.seeds.split(",")))
+    frames = []
+    for task in ("luc", "sdm"):
+        out_dir = s.home / "runs" / city.key / "cli" / "evaluation"
+        out = assess.evaluate_registered(city, s.data_root, task, version, tracking, probe, out_dir)
+        if out is None:
+            print(f"{city.key} has no {task} evaluation set")
+            continue
+        with connect(s.warehouse) as con:
+            metrics.write_evaluation(
+                con, city.key, version.name, version.version, version.run_id, out.frame
+            )
+        frames.append(out.frame)
+    for frame in frames:
+        print(to_markdown(frame))
     return 0
 
 
-def run_all(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> int:
-    from calliper_pipeline.steps.runall import build_report, run_city
+def run(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> int:
+    """The whole asset graph for the city through Dagster (see :mod:`jobs.run_city`)."""
+    from jobs import run_city
 
-    con = store.connect(s.warehouse)
-    cfg = _run_config(args)
-    variants = tuple(args.variants.split(",")) if args.variants else (args.variant,)
-    run = run_city(
-        con,
-        city,
-        s.data_root,
-        s.home,
-        build_text_encoder(args.text_encoder),
-        cfg,
-        variants=variants,
-        with_baselines=not args.no_baselines,
-        log=logger.info,
+    return run_city.run(
+        city.key,
+        variants=tuple(args.variants.split(",")),
+        preset=args.preset,
+        overrides=training_overrides(args),
+        tiny=args.tiny,
+        results_path=args.results,
+        dagster_home=args.dagster_home,
+        command=command,
+        s=s,
     )
-    report = build_report(run, command, REPO_ROOT)
-    text = report.markdown()
-    print(text)
-    if args.results:
-        write_results(Path(args.results), city.key, text)
-        print(f"results written to {args.results}")
-    return 0
 
 
-def _tracking(args: argparse.Namespace, s: Settings) -> Any:
-    import os
+def _parse_override(text: str) -> tuple[str, Any]:
+    import json
 
-    from calliper_pipeline.tracking import registry
+    key, _, raw = text.partition("=")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
 
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    return (
-        registry.TrackingConfig(tracking_uri=uri)
-        if uri
-        else registry.default_tracking(s.mlflow_dir)
-    )
+
+def experiment(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> int:
+    """Run (or resume) an ablation grid and write its table (see :mod:`jobs.experiments`)."""
+    from jobs import experiments
+
+    return experiments.run(
+        city, s, grid=args.grid, names=args.variants,
+        seeds=tuple(int(x) for x in args.seeds.split(",")), experiment=args.name,
+        encoder_name=args.text_encoder, with_baselines=not args.no_baselines,
+        results_path=args.results, tracking=tracking_config(args, s),
+        overrides=dict(_parse_override(o) for o in args.override), command=command,
+    )  # fmt: skip
 
 
 def embed(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> int:
-    from calliper_pipeline.tracking.registry import embed_file
+    from calliper_pipeline.tracking.serving import embed_file
 
     n = embed_file(
         args.model, args.input, args.output, batch_size=args.batch_size,
-        allow_outside=args.allow_outside, tracking=_tracking(args, s),
+        allow_outside=args.allow_outside, tracking=tracking_config(args, s),
     )  # fmt: skip
     print(f"{n:,} points embedded with {args.model} -> {args.output}")
     return 0
@@ -157,14 +185,14 @@ def embed(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -
 def retrieve(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> int:
     from calliper_pipeline.cities.cells import load_cells, load_map_layers
     from calliper_pipeline.evaluation.retrieval import retrieve_to_files
-    from calliper_pipeline.tracking.registry import load_pyfunc
+    from calliper_pipeline.steps.assess import load_registered_model
 
-    model = load_pyfunc(_tracking(args, s), args.model).unwrap_python_model().model
+    model = load_registered_model(tracking_config(args, s), args.model)
     spec = model.spec
     name = "hashing" if spec.text_encoder_id.startswith("hashing") else "minilm"
     cells = load_cells(city, s.data_root, spec.metric_epsg)
     layers = load_map_layers(city, s.data_root, spec.metric_epsg)
-    csv = args.csv or args.output.with_suffix(".csv")
+    csv: Path = args.csv or args.output.with_suffix(".csv")
     _, top = retrieve_to_files(
         model, build_text_encoder(name), args.query, cells, args.output, csv, args.top_k,
         layers=layers,
@@ -172,38 +200,3 @@ def retrieve(args: argparse.Namespace, s: Settings, city: CitySpec, command: str
     print(top.head(10).to_string(index=False))
     print(f"heatmap -> {args.output}, top {args.top_k} cells -> {csv}")
     return 0
-
-
-def write_results(path: Path, city_key: str, section: str) -> None:
-    """Replace this city's section of the results file (other sections are kept)."""
-    header = (
-        "# Results\n\nMeasured by `calliper run-all`; every figure below comes from the run "
-        "it names.\n"
-    )
-    marker_start = f"<!-- results:{city_key}:start -->"
-    marker_end = f"<!-- results:{city_key}:end -->"
-    old = path.read_text() if path.exists() else header
-    block = f"{marker_start}\n{section}{marker_end}"
-    if marker_start in old and marker_end in old:
-        pre, rest = old.split(marker_start, 1)
-        post = rest.split(marker_end, 1)[1]
-        new = pre + block + post
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(new)
-    tmp.replace(path)
-
-
-__all__ = [
-    "cities",
-    "embed",
-    "embed_texts",
-    "evaluate",
-    "ingest",
-    "replace",
-    "retrieve",
-    "run_all",
-    "train",
-]

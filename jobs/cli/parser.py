@@ -1,4 +1,9 @@
-"""``calliper``: ingest, embed, train and evaluate a city from the command line.
+"""``calliper``: run a city end to end through Dagster, or one stage at a time.
+
+``calliper run`` materialises the city's whole asset graph (ingest, embed, train + register,
+evaluate, promote, maps) in this process against the project's Dagster instance, exactly as
+``make run``, a schedule tick or the Dagster UI would. The single-stage commands call the same
+library steps for scripting; a trained model is always an MLflow model version.
 
 Paths come from options or the environment (see :mod:`calliper_pipeline.settings`):
 ``--data-root`` / CALLIPER_DATA_ROOT, ``--home`` / CALLIPER_HOME, ``--cities`` /
@@ -10,19 +15,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
-from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+from calliper_pipeline import presets
 from calliper_pipeline import settings as settings_mod
 from calliper_pipeline.cities.spec import CitySpec, get_city, load_city_registry
-from calliper_pipeline.config import (
-    DescriptionConfig,
-    EncoderConfig,
-    RunConfig,
-    TrainConfig,
-)
+from calliper_pipeline.errors import CalliperError
+from jobs.cli import commands
 
 logger = logging.getLogger("calliper")
 
@@ -30,7 +33,9 @@ logger = logging.getLogger("calliper")
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--city", default="london", help="city key from the registry (default: london)")
     p.add_argument("--data-root", type=Path, help="data folder (env CALLIPER_DATA_ROOT)")
-    p.add_argument("--home", type=Path, help="working store: DuckDB, models (env CALLIPER_HOME)")
+    p.add_argument(
+        "--home", type=Path, help="working store: DuckDB, MLflow, Dagster (CALLIPER_HOME)"
+    )
     p.add_argument(
         "--cities",
         type=Path,
@@ -55,77 +60,111 @@ def _text(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _tracking(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (env MLFLOW_TRACKING_URI; default: SQLite under HOME/mlflow)",
+    )
+
+
 def _training(p: argparse.ArgumentParser) -> None:
-    d = TrainConfig()
-    e = EncoderConfig()
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="POIs per batch (1024)")
-    p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate (1e-3)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of split, init and shuffling")
-    p.add_argument("--device", default=d.device, help="cpu or cuda")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
+    """Training options: a preset plus overrides; unset options keep the preset's value."""
+    p.add_argument(
+        "--preset",
+        default=presets.DEFAULT,
+        choices=presets.preset_names(),
+        help="'default' (what make run trains) or 'paper' (the published recipe)",
+    )
+    p.add_argument("--epochs", type=int, help="training epochs")
+    p.add_argument("--batch-size", type=int, help="points per contrastive batch")
+    p.add_argument("--lr", type=float, help="AdamW learning rate")
+    p.add_argument("--seed", type=int, help="seed of split, initialisation and shuffling")
+    p.add_argument("--device", help="cpu or cuda")
+    p.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast (CUDA)")
     p.add_argument(
         "--early-stopping",
+        dest="early_stopping_patience",
         type=int,
-        default=None,
         metavar="EPOCHS",
-        help="stop after this many epochs without validation improvement (default: off)",
+        help="stop after this many epochs without validation improvement",
     )
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--pe", default=e.pe, help="positional encoding (grid, theory, spherec, ...)")
-    p.add_argument("--network", default=e.network, help="network: fcnet, mlp, siren")
-    p.add_argument("--min-lambda-m", type=float, default=e.min_lambda_m, help="metres (100)")
-    p.add_argument("--max-lambda-m", type=float, default=e.max_lambda_m, help="metres (10000)")
+    p.add_argument("--threads", dest="num_threads", type=int, help="torch CPU threads")
+    p.add_argument("--pe", help="positional encoding (grid, theory, spherec, ...)")
+    p.add_argument("--network", help="network: fcnet, mlp, siren")
+    p.add_argument("--min-lambda-m", type=float, help="smallest grid wavelength, metres")
+    p.add_argument("--max-lambda-m", type=float, help="largest grid wavelength, metres")
     p.add_argument(
         "--clip-normalize",
+        dest="normalize_text",
         action="store_true",
+        default=None,
         help="normalise the projected text too (standard CLIP); the paper does not",
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="calliper", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _stage_parsers(sub: Any) -> None:
     p = sub.add_parser("cities", help="list the registered cities")
     _common(p)
-
     p = sub.add_parser("ingest", help="read, validate and store a city's POI snapshot in DuckDB")
     _common(p)
-
-    p = sub.add_parser("embed-texts", help="embed the city's distinct descriptions (cached)")
-    _common(p)
-    _text(p)
-
-    p = sub.add_parser("train", help="train the location encoder (needs ingest + embed-texts)")
+    p = sub.add_parser("embed-texts", help="embed the texts a training run needs (cached)")
     _common(p)
     _text(p)
     _training(p)
-    p.add_argument("--output", type=Path, help="model file (default: HOME/models/CITY-VARIANT.pt)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-
-    p = sub.add_parser("evaluate", help="land-use and socio-economic probes on a trained model")
-    _common(p)
-    p.add_argument("--model", type=Path, required=True, help="model file written by train")
-    p.add_argument("--seeds", default="42,24,7,0,100", help="probe seeds (comma-separated)")
-
     p = sub.add_parser(
-        "run-all", help="ingest, embed, train, evaluate one city and write the results table"
+        "train", help="train and register calliper_<city> in MLflow (needs ingest, embed-texts)"
     )
     _common(p)
     _text(p)
+    _training(p)
+    _tracking(p)
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p = sub.add_parser("evaluate", help="land-use and socio-economic probes on a registered model")
+    _common(p)
+    _tracking(p)
+    p.add_argument("--model", required=True, help="e.g. models:/calliper_london/3")
+    p.add_argument("--seeds", default="42,24,7,0,100", help="probe seeds (comma-separated)")
+
+
+def _run_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        aliases=["run-all"],
+        help="materialise the city's whole asset graph through Dagster and write the results",
+    )
+    _common(p)
     _training(p)
     p.add_argument(
         "--variants",
-        default=None,
-        help="comma-separated description variants to train (default: --variant)",
+        default="calliper",
+        help="comma-separated description variants, one run each: calliper, calliper_plus",
     )
-    p.add_argument("--no-baselines", action="store_true", help="skip the four baselines")
     p.add_argument("--results", type=Path, help="write the results section to this Markdown file")
+    p.add_argument("--tiny", action="store_true", help="seconds-scale smoke settings")
+    p.add_argument("--dagster-home", type=Path, help="instance folder (HOME/dagster)")
 
+
+def _experiment_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "experiment",
+        help="a grid of configurations x training seeds with both protocols and the baselines",
+    )
+    _common(p)
+    p.add_argument(
+        "--text-encoder", default="minilm", choices=["minilm", "hashing"], help="text encoder"
+    )
+    p.add_argument("--grid", default="fidelity", help="named grid (fidelity)")
+    p.add_argument("--variants", help="comma-separated subset of the grid's configurations")
+    p.add_argument("--seeds", default="0,1,2", help="training seeds (comma-separated)")
+    p.add_argument("--name", default="fidelity", help="experiment name (the resume key)")
+    p.add_argument("--no-baselines", action="store_true", help="skip the baseline rows")
+    p.add_argument("--results", type=Path, help="write the ablation section to this Markdown file")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (parent run + one child per cell)")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="applied to every variant, e.g. epochs=5 (smoke runs)")  # fmt: skip
+
+
+def _serving_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "embed", help="embed WGS84 points with a registered model (CSV/Parquet in, Parquet out)"
     )
@@ -140,7 +179,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="embed points outside the city's bounds (+1 km) instead of failing",
     )
-
     p = sub.add_parser(
         "retrieve", help="score every grid cell of the city against a text query (heatmap + CSV)"
     )
@@ -151,17 +189,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, required=True, help="heatmap PNG")
     p.add_argument("--csv", type=Path, help="top cells CSV (default: the PNG's name + .csv)")
     p.add_argument("--top-k", type=int, default=20, help="cells listed and marked")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="calliper", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _stage_parsers(sub)
+    _run_parser(sub)
+    _experiment_parser(sub)
+    _serving_parsers(sub)
     return parser
 
 
-def _tracking(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--tracking-uri",
-        help="MLflow tracking URI (env MLFLOW_TRACKING_URI; default: SQLite under HOME/mlflow)",
-    )
-
-
-def _settings(args: argparse.Namespace) -> settings_mod.Settings:
+def settings_from(args: argparse.Namespace) -> settings_mod.Settings:
+    """Settings from the environment, with the options' paths taking precedence."""
     s = settings_mod.from_env()
     return settings_mod.Settings(
         data_root=args.data_root or s.data_root,
@@ -170,32 +214,11 @@ def _settings(args: argparse.Namespace) -> settings_mod.Settings:
     )
 
 
-def _city(args: argparse.Namespace, s: settings_mod.Settings) -> CitySpec:
+def city_from(args: argparse.Namespace, s: settings_mod.Settings) -> CitySpec:
     return get_city(args.city, load_city_registry(s.city_files))
 
 
-def _run_config(args: argparse.Namespace) -> RunConfig:
-    train = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        device=args.device,
-        bf16=args.bf16,
-        early_stopping_patience=args.early_stopping,
-        num_threads=args.threads,
-        normalize_text=args.clip_normalize,
-    )
-    encoder = replace(
-        EncoderConfig(),
-        pe=args.pe,
-        network=args.network,
-        min_lambda_m=args.min_lambda_m,
-        max_lambda_m=args.max_lambda_m,
-    )
-    return RunConfig(
-        description=DescriptionConfig(variant=args.variant), encoder=encoder, train=train
-    )
+COMMAND_ALIASES = {"run-all": "run"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,12 +228,18 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from jobs.cli import commands
-
-    s = _settings(args)
-    handler = getattr(commands, args.command.replace("-", "_"))
+    name = COMMAND_ALIASES.get(args.command, args.command)
+    handler = getattr(commands, name.replace("-", "_"))
     command_line = "calliper " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    return int(handler(args, s, _city(args, s), command_line) or 0)
+    try:
+        s = settings_from(args)
+        return int(handler(args, s, city_from(args, s), command_line) or 0)
+    except (CalliperError, FileNotFoundError) as err:
+        # an expected error: one line, no traceback (-v or CALLIPER_DEBUG=1 shows it)
+        if args.verbose or os.environ.get("CALLIPER_DEBUG"):
+            raise
+        print(f"calliper {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

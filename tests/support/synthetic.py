@@ -25,21 +25,27 @@ the same POIs in every format.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
 import numpy as np
 import pandas as pd
 
-from calliper_pipeline.cities.spec import CitySpec, ColumnMap, EvaluationSpec, SnapshotSpec
+from calliper_pipeline.cities.geo import project
+from calliper_pipeline.cities.spec import (
+    CitySpec,
+    ColumnMap,
+    EvaluationSpec,
+    SnapshotSpec,
+    SourceSpec,
+)
 from calliper_pipeline.constants import WGS84_EPSG
-from calliper_pipeline.ingest.snapshot import (
+from calliper_pipeline.ingest.validate import (
     REASON_DUPLICATE_ID,
     REASON_MISSING_CATEGORY,
     REASON_MISSING_COORDINATES,
     REASON_OUTSIDE_BOUNDS,
-    project,
 )
 
 CENTRE_WGS84: Final = (10.0, 50.0)  # lon, lat degrees
@@ -280,6 +286,14 @@ def _city_toml(city: CitySpec) -> str:
     lines += ["", "[snapshot.columns]"]
     for fld in ("poi_id", "name", "category", "group", "lon", "lat"):
         lines.append(f"{fld} = {q(getattr(cols, fld))}")
+    for src in city.sources:
+        lines += ["", "[[sources]]", f"name = {q(src.name)}", f"path = {q(src.path)}"]
+        lines += [f"format = {q(src.format)}", f"dedupe_within_m = {src.dedupe_within_m!r}"]
+        lines.append(f"description_template = {q(src.description_template)}")
+        lines.append("filters = { score = { min = 0.5 } }")
+        lines += ["", "[sources.columns]"]
+        for fld in ("poi_id", "name", "category", "lon", "lat"):
+            lines.append(f"{fld} = {q(getattr(src.columns, fld))}")
     if city.evaluation is not None:
         lines += ["", "[evaluation]"]
         lines.append(f"landuse_path = {q(city.evaluation.landuse_path)}")
@@ -351,3 +365,70 @@ def make_synthetic_city(
     )
     (root / f"{key}.toml").write_text(_city_toml(city), encoding="utf-8")
     return city
+
+
+#: The second source of :func:`add_second_source`: its name, template and de-dup distance.
+SECOND_SOURCE: Final = "extra"
+SECOND_TEMPLATE: Final = "A place of {category}, a type of extra place"
+SECOND_DEDUPE_M: Final = 25.0
+
+
+def add_second_source(
+    city: CitySpec, root: Path, n_near: int = 5, n_new: int = 7, seed: int = 1
+) -> tuple[CitySpec, dict[str, int]]:
+    """Write ``root/extra.csv`` (columns ``id, label, title, lon, lat, score``) for ``city``.
+
+    Rows, in order: ``n_near`` points 10 m east of the first valid POIs of the primary
+    snapshot (dropped as near-duplicates), ``n_new`` points more than 100 m from every primary
+    POI (kept; the first reuses the primary id ``syn:00000``), one row without a label
+    (quarantined) and one with ``score`` 0.1 (filtered out by ``score >= 0.5``). Rewrites
+    ``root/<key>.toml`` with the ``[[sources]]`` table.
+
+    Returns:
+        The city with the source appended, and the expected counts (``near``, ``new``,
+        ``quarantined``, ``filtered``).
+    """
+    from scipy.spatial import cKDTree
+
+    root = Path(root).resolve()
+    primary = pd.read_csv(city.snapshot.path) if city.snapshot.format == "csv" else None
+    if primary is None:
+        raise ValueError("add_second_source needs a CSV primary snapshot")
+    good = primary[~primary["poi_id"].astype(str).str.startswith("bad:")]
+    x, y = project(good["lon"].to_numpy(), good["lat"].to_numpy(), WGS84_EPSG, METRIC_EPSG)
+    primary_xy = np.column_stack([x, y])
+    near = primary_xy[:n_near] + np.array([10.0, 0.0])
+    rng = np.random.default_rng(seed)
+    tree = cKDTree(primary_xy)
+    new: list[np.ndarray] = []
+    while len(new) < n_new:
+        p = _uniform_points(rng, 1)[0]
+        if tree.query(p)[0] > 100.0:
+            new.append(p)
+    xy = np.vstack([near, np.asarray(new), primary_xy[-1:] + 500.0, primary_xy[-1:] - 500.0])
+    lon, lat = _to_wgs84(xy)
+    n = len(xy)
+    ids = [f"x{i}" for i in range(n)]
+    ids[n_near] = "syn:00000"
+    labels: list[str | None] = ["Bakery"] * n
+    labels[-2] = None
+    score = np.ones(n)
+    score[-1] = 0.1
+    df = pd.DataFrame(
+        {"id": ids, "label": labels, "title": [f"Extra {i}" for i in range(n)]}
+        | {"lon": lon, "lat": lat, "score": score}
+    )
+    path = root / "extra.csv"
+    df.to_csv(path, index=False)
+    source = SourceSpec(
+        path=str(path),
+        columns=ColumnMap(poi_id="id", name="title", category="label", lon="lon", lat="lat"),
+        format="csv",
+        filters={"score": {"min": 0.5}},
+        name=SECOND_SOURCE,
+        description_template=SECOND_TEMPLATE,
+        dedupe_within_m=SECOND_DEDUPE_M,
+    )
+    out = replace(city, sources=(*city.sources, source))
+    (root / f"{city.key}.toml").write_text(_city_toml(out), encoding="utf-8")
+    return out, {"near": n_near, "new": n_new, "quarantined": 1, "filtered": 1}

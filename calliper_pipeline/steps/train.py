@@ -1,0 +1,192 @@
+"""The training step: train a city's encoder in one MLflow run and register the model.
+
+Called by the ``calliper_model`` asset and ``calliper train``; the model is always a registered
+version of ``calliper_<city>`` (alias ``candidate``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from calliper_pipeline.cities.spec import CitySpec
+from calliper_pipeline.config import RunConfig, TrainConfig, flatten
+from calliper_pipeline.constants import COL_SNAPSHOT_HASH, COL_X, COL_Y
+from calliper_pipeline.model.calliper import CalliperModel
+from calliper_pipeline.progress import LogFn
+from calliper_pipeline.tracking import registry, runs
+from calliper_pipeline.tracking.registry import RegisteredVersion
+from calliper_pipeline.tracking.runs import TrackingConfig
+from calliper_pipeline.training.batches import split_indices
+from calliper_pipeline.training.checkpoints import EpochStats
+from calliper_pipeline.training.inputs import TrainingInputs, train_city
+from calliper_pipeline.training.loop import TrainResult
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """One training materialisation: the MLflow run, the registered version, the figures."""
+
+    version: RegisteredVersion
+    run_id: str
+    run_url: str | None
+    snapshot_hash: str
+    history: tuple[EpochStats, ...]
+    best_epoch: int
+    best_val_loss: float
+    seconds_per_epoch: float
+    pois_per_second: float
+    n_train: int
+    n_val: int
+    n_texts: int
+    stopped_early: bool
+    curve_png: Path
+    retrieval: dict[str, float] = field(default_factory=dict)
+
+
+def validation_retrieval(
+    model: CalliperModel,
+    inputs: TrainingInputs,
+    cells: pd.DataFrame,
+    cfg: TrainConfig,
+    max_distance_m: float = 350.0,
+) -> dict[str, float]:
+    """Text-to-location retrieval on the training run's validation POIs (recall at k % of cells,
+    ``recall_at_1pct`` ..., median rank, MRR).
+
+    The validation split is the one :func:`train.train` drew (same ``val_fraction`` and seed).
+    POIs farther than ``max_distance_m`` from every cell centre are left out; {} if none remain.
+    """
+    from calliper_pipeline.evaluation.retrieval import (
+        assign_cells,
+        cell_embeddings,
+        retrieval_metrics,
+    )
+
+    _, val_idx = split_indices(len(inputs.coords), cfg.val_fraction, cfg.seed)
+    val_idx = val_idx[val_idx < inputs.n_pois]  # background points have no POI text or cell
+    x = inputs.pois[COL_X].to_numpy(np.float64)[val_idx]
+    y = inputs.pois[COL_Y].to_numpy(np.float64)[val_idx]
+    cell_idx = assign_cells(x, y, cells, max_distance_m=max_distance_m)
+    keep = cell_idx >= 0
+    if not keep.any():
+        return {}
+    text = inputs.text_table[inputs.text_index[val_idx[keep]]]
+    loc = cell_embeddings(model, cells)
+    metrics = retrieval_metrics(model, text, cell_idx[keep], loc)
+    # "recall@1%" -> "recall_at_1pct": one spelling that MLflow keys and Dagster labels accept
+    return {k.replace("@", "_at_").replace("%", "pct"): v for k, v in metrics.items()}
+
+
+def _epoch_line(stats: EpochStats, epochs: int) -> str:
+    best = " *best*" if stats.is_best else ""
+    return (
+        f"epoch {stats.epoch}/{epochs}: train {stats.train_loss:.4f}, val {stats.val_loss:.4f}, "
+        f"temperature {stats.temperature:.4f}, {stats.seconds:.1f} s{best}"
+    )
+
+
+def _log_summary(
+    handle: runs.RunHandle,
+    result: TrainResult,
+    inputs: TrainingInputs,
+    city: CitySpec,
+    data_root: Path,
+    run_cfg: RunConfig,
+    out_dir: Path,
+) -> tuple[dict[str, float], Path]:
+    """Log the run's summary metrics (with validation retrieval) and the training curve."""
+    from calliper_pipeline.cities.cells import load_cells
+    from calliper_pipeline.maps.charts import training_curve_figure
+
+    cells = load_cells(city, data_root, inputs.spec.metric_epsg)
+    retrieval = validation_retrieval(result.model, inputs, cells, run_cfg.train)
+    summary = {
+        "best_epoch": float(result.best_epoch),
+        "best_val_loss": result.best_val_loss,
+        "seconds_per_epoch": result.seconds_per_epoch,
+        "pois_per_second": result.pois_per_second,
+        "train_seconds": result.seconds,
+        **{f"retrieval.{k}": v for k, v in retrieval.items()},
+    }
+    runs.log_metrics(handle, summary)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    curve_png = out_dir / "training_curve.png"
+    fig = training_curve_figure(result.history, title=f"{city.name}: training", path=curve_png)
+    fig.clear()
+    runs.log_figure_png(handle, curve_png)
+    return retrieval, curve_png
+
+
+def train_and_register(
+    inputs: TrainingInputs,
+    city: CitySpec,
+    data_root: Path,
+    run_cfg: RunConfig,
+    tracking: TrackingConfig,
+    out_dir: Path,
+    *,
+    dagster_run_id: str | None,
+    code_version: str,
+    log: LogFn | None = None,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+) -> TrainingOutcome:
+    """Train ``city``'s encoder in one MLflow run and register it (alias ``candidate``).
+
+    Logs params (``config.flatten(run_cfg)`` plus data sizes), per-epoch metrics, summary
+    metrics (best epoch and validation loss, seconds per epoch, POIs per second, retrieval on
+    the validation POIs), the training-curve PNG (also written to ``out_dir``) and the model.
+    A failure marks the run FAILED and registers nothing.
+    """
+    snapshot_hash = str(inputs.pois[COL_SNAPSHOT_HASH].iloc[0])
+    params = {
+        **flatten(run_cfg),
+        "data.n_pois": len(inputs.pois),
+        "data.n_texts": len(inputs.texts),
+        "data.text_encoder_id": inputs.spec.text_encoder_id,
+        "data.metric_epsg": inputs.spec.metric_epsg,
+    }
+    handle = runs.start_training_run(
+        tracking, city.key, snapshot_hash, dagster_run_id, code_version, params
+    )
+    with handle:
+        epoch_logger = runs.epoch_logger(handle)
+
+        def on_epoch(stats: EpochStats) -> None:
+            epoch_logger(stats)
+            if log is not None:
+                log(_epoch_line(stats, run_cfg.train.epochs))
+
+        result = train_city(
+            inputs, run_cfg, on_epoch_end=on_epoch, checkpoint_dir=checkpoint_dir, resume=resume
+        )
+        retrieval, curve_png = _log_summary(
+            handle, result, inputs, city, data_root, run_cfg, out_dir
+        )
+        if log is not None:
+            log(f"logging and registering the model of run {handle.run_id}")
+        version = registry.log_and_register_model(handle, result.model, city.key)
+    return TrainingOutcome(
+        version=version,
+        run_id=handle.run_id,
+        run_url=runs.run_url(tracking, handle.run_id),
+        snapshot_hash=snapshot_hash,
+        history=tuple(result.history),
+        best_epoch=result.best_epoch,
+        best_val_loss=result.best_val_loss,
+        seconds_per_epoch=result.seconds_per_epoch,
+        pois_per_second=result.pois_per_second,
+        n_train=result.n_train,
+        n_val=result.n_val,
+        n_texts=len(inputs.texts),
+        stopped_early=result.stopped_early,
+        curve_png=curve_png,
+        retrieval=retrieval,
+    )

@@ -1,0 +1,252 @@
+"""The asset graph materialised for a synthetic city: tables, metadata, checks, MLflow, models.
+
+One module fixture materialises the whole chain (tiny settings, hashing text encoder, a
+temporary DuckDB and SQLite MLflow store), then changes one POI of the snapshot and
+materialises ``pois`` and ``text_embeddings`` again; the tests read what both runs left.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from assets import CityAssets, build_city_assets
+from assets.resources import local_resources
+from calliper_pipeline import presets, settings
+from calliper_pipeline.constants import EVALUATION_TABLE, POI_COLUMNS
+from calliper_pipeline.hashing import file_hash
+from calliper_pipeline.store import pois as store
+from calliper_pipeline.store.db import connect
+from calliper_pipeline.store.schema import MIX_TABLE
+from calliper_pipeline.tracking import serving
+from calliper_pipeline.tracking.runs import TrackingConfig
+from jobs.run_city import tiny_run_config
+from tests.support.synthetic import (
+    ALL_CATEGORIES,
+    BAD_ROWS,
+    CENTRE_WGS84,
+    FILTERED_ROWS,
+    make_synthetic_city,
+)
+
+CITY = "synthetic"
+PLAIN = "plain"  # a second city, without evaluation sets
+N_POIS = 1200
+POIS = dg.AssetKey("pois")
+TEXT_EMBEDDINGS = dg.AssetKey("text_embeddings")
+
+
+@dataclass
+class Chain:
+    root: Path
+    snapshot: Path
+    first_hash: str
+    graph: CityAssets
+    resources: dict[str, Any]
+    instance: dg.DagsterInstance
+    first: dg.ExecuteInProcessResult
+    second: dg.ExecuteInProcessResult
+
+    def metadata(self, key: str, result: dg.ExecuteInProcessResult | None = None) -> dict:
+        res = result or self.first
+        mats = res.asset_materializations_for_node(key)
+        assert len(mats) == 1, f"{key}: {len(mats)} materialisations"
+        return {k: v.value for k, v in mats[0].metadata.items()}
+
+    @property
+    def tracking(self) -> TrackingConfig:
+        return self.resources["mlflow"].tracking()
+
+    def all_defs(self) -> list[Any]:
+        return [self.graph.snapshot, *self.graph.assets, *self.graph.checks]
+
+
+def change_one_poi(snapshot: Path) -> None:
+    """Give the first POI a category no other POI has (one new description text)."""
+    df = pd.read_csv(snapshot, dtype={"poi_id": str})
+    df.loc[0, ["category", "group"]] = ["Cinema", "Entertainment and culture"]
+    df.to_csv(snapshot, index=False)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
+    root = tmp_path_factory.mktemp("chain")
+    old_cwd = Path.cwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))  # anything written to the cwd stays in tmp
+    try:
+        spec = make_synthetic_city(root / "city", n_pois=N_POIS, bad_rows=True)
+        plain = make_synthetic_city(root / "plain", n_pois=60, key=PLAIN, evaluation=False)
+        graph = build_city_assets({CITY: spec, PLAIN: plain})
+        s = settings.Settings(data_root=root / "data", home=root / "home")
+        resources = local_resources(s, text_encoder="hashing")
+        instance = dg.DagsterInstance.ephemeral()
+        snapshot = spec.snapshot_path(s.data_root)
+        first_hash = file_hash(snapshot)
+        defs = [graph.snapshot, *graph.assets, *graph.checks]
+        first = dg.materialize(
+            defs, partition_key=CITY, resources=resources, run_config=tiny_run_config(),
+            instance=instance,
+        )  # fmt: skip
+        change_one_poi(snapshot)
+        second = dg.materialize(
+            defs, partition_key=CITY, resources=resources, instance=instance,
+            selection=[POIS, TEXT_EMBEDDINGS],
+        )  # fmt: skip
+        yield Chain(root, snapshot, first_hash, graph, resources, instance, first, second)
+    finally:
+        os.chdir(old_cwd)
+
+
+def test_chain_materialises_every_asset_and_passes_every_check(chain: Chain) -> None:
+    assert chain.first.success
+    keys = {
+        e.materialization.asset_key.to_user_string()
+        for e in chain.first.get_asset_materialization_events()
+    }
+    assert keys == {
+        "pois",
+        "text_embeddings",
+        "calliper_model",
+        "land_use_evaluation",
+        "socioeconomic_evaluation",
+        "calliper_champion",
+        "embedding_maps",
+        "baselines",
+    }
+    checks = {c.check_name: c.passed for c in chain.first.get_asset_check_evaluations()}
+    assert checks == {
+        "pois_not_empty": True,
+        "pois_have_unique_ids": True,
+        "pois_within_city_bounds": True,
+        "pois_have_descriptions": True,
+        "pois_category_mix_stable": True,
+        "text_embeddings_cover_every_text": True,
+        "text_embeddings_are_finite": True,
+    }
+
+
+def test_pois_metadata_and_tables(chain: Chain) -> None:
+    meta = chain.metadata("pois")
+    assert meta["dagster/row_count"] == N_POIS
+    assert meta["snapshot_hash"] == chain.first_hash
+    assert meta["rows_read"] == N_POIS + sum(BAD_ROWS.values()) + FILTERED_ROWS
+    assert meta["rows_filtered_out"] == FILTERED_ROWS
+    for reason, n in BAD_ROWS.items():
+        assert meta[f"quarantined_{reason.replace(' ', '_')}"] == n
+    assert [c.name for c in meta["dagster/column_schema"].columns] == list(POI_COLUMNS)
+    assert meta["preview"].startswith("| city | poi_id |")
+    mat = chain.first.asset_materializations_for_node("pois")[0]
+    assert mat.tags["dagster/data_version"] == chain.first_hash
+    with connect(chain.resources["duckdb"].path, read_only=True) as con:
+        assert len(store.read_city_pois(con, CITY)) == N_POIS
+        assert len(store.read_quarantine(con, CITY)) == sum(BAD_ROWS.values())
+        (ingests,) = con.execute(f"SELECT count(DISTINCT ingest_id) FROM {MIX_TABLE}").fetchone()
+        assert ingests == 2
+
+
+def test_text_embeddings_embed_only_new_texts(chain: Chain) -> None:
+    first = chain.metadata("text_embeddings")
+    n_texts = len(ALL_CATEGORIES) + 1  # every description and the empty-place text
+    assert first["n_distinct"] == n_texts == first["n_embedded"]
+    assert first["n_cached"] == 0 and first["encoder_id"] == "hashing-384-s0"
+    second = chain.metadata("text_embeddings", chain.second)
+    assert (second["n_distinct"], second["n_cached"], second["n_embedded"]) == (
+        n_texts + 1,
+        n_texts,
+        1,
+    )
+    new_hash = chain.metadata("pois", chain.second)["snapshot_hash"]
+    assert new_hash == file_hash(chain.snapshot) != chain.first_hash
+    drift = next(c for c in chain.second.get_asset_check_evaluations() if "mix" in c.check_name)
+    tvd = drift.metadata["tvd"].value
+    assert drift.passed and 0 < tvd < 0.01  # one POI of 1,200 moved category
+
+
+def test_model_is_one_mlflow_run_and_a_registered_candidate(chain: Chain) -> None:
+    meta = chain.metadata("calliper_model")
+    assert meta["model_uri"] == f"models:/calliper_{CITY}/1" and meta["model_version"] == "1"
+    assert meta["epochs_run"] == 2 and meta["best_epoch"] in (1, 2)
+    assert np.isfinite(meta["best_val_loss"]) and meta["pois_per_second"] > 0
+    assert meta["training_curve"].startswith("![training curve](data:image/png;base64,")
+    assert 0.0 <= meta["retrieval_recall_at_10pct"] <= 1.0
+    client = chain.tracking.client()
+    run = client.get_run(meta["mlflow_run_id"])
+    assert run.data.tags["city"] == CITY
+    assert run.data.tags["snapshot_hash"] == chain.first_hash
+    assert run.data.tags["dagster_run_id"] == chain.first.run_id
+    assert run.data.tags["code_version"]
+    assert run.data.params["train.epochs"] == "2"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
+    assert steps == [1, 2]
+    assert {"luc.mlp.f1", "sdm.mlp.kl", "retrieval.recall_at_5pct"} <= set(run.data.metrics)
+    folders = ("figures", "maps", "evaluation")
+    artifacts = {a.path for d in folders for a in client.list_artifacts(run.info.run_id, d)}
+    assert {"figures/training_curve.png", "maps/cluster_map.png", "maps/pca.png"} <= artifacts
+    assert {"evaluation/luc.json", "evaluation/evaluation_sdm.png"} <= artifacts
+
+
+def test_candidate_loads_from_the_registry_and_embeds(chain: Chain) -> None:
+    model = serving.load_pyfunc(chain.tracking, f"models:/calliper_{CITY}@candidate")
+    lon, lat = CENTRE_WGS84
+    points = pd.DataFrame({"lon": [lon, lon + 0.01, lon - 0.02], "lat": [lat, lat + 0.01, lat]})
+    emb = serving.predict_embeddings(model, points)
+    cfg = presets.run_config()  # tiny_run_config trains the default preset: one column per head
+    assert emb.shape == (3, cfg.encoder.embed_dim * cfg.objective.heads)
+    assert np.isfinite(emb.to_numpy()).all()
+
+
+def test_evaluations_use_the_exact_version_and_land_in_duckdb(chain: Chain) -> None:
+    uri = chain.metadata("calliper_model")["model_uri"]
+    luc = chain.metadata("land_use_evaluation")
+    sdm = chain.metadata("socioeconomic_evaluation")
+    assert luc["model_uri"] == sdm["model_uri"] == uri
+    assert 0.0 <= luc["luc_mlp_f1"] <= 1.0 and sdm["sdm_mlp_kl"] >= 0.0
+    assert luc["results_table"].startswith("![luc results](data:image/png;base64,")
+    with connect(chain.resources["duckdb"].path, read_only=True) as con:
+        rows = con.execute(
+            f"SELECT task, count(*) FROM {EVALUATION_TABLE} WHERE city = ? AND model_version = '1' "
+            "GROUP BY task ORDER BY task",
+            [CITY],
+        ).fetchall()
+    assert rows == [("luc", 16), ("sdm", 12)]  # 2 protocols x 2 probes x (4 LUC | 3 SDM metrics)
+
+
+def test_champion_gate_records_its_decision(chain: Chain) -> None:
+    meta = chain.metadata("calliper_champion")
+    assert meta["decision"] == "promoted" and meta["checks_passed"] is True
+    assert meta["metric"] == "luc.mlp.f1"
+    luc = chain.metadata("land_use_evaluation")
+    assert meta["candidate_score"] == pytest.approx(luc["luc_mlp_f1"])
+    aliases = chain.tracking.client().get_registered_model(f"calliper_{CITY}").aliases
+    assert {k: str(v) for k, v in aliases.items()} == {"candidate": "1", "champion": "1"}
+
+
+def test_embedding_maps_are_attached_and_written(chain: Chain) -> None:
+    from PIL import Image
+
+    meta = chain.metadata("embedding_maps")
+    names = [k for k in meta if k.startswith(("cluster_map", "pca_colour_map", "retrieval_"))]
+    assert len(names) == 3 and all(meta[k].startswith("![") for k in names)
+    folder = Path(meta["folder"])
+    for png in ("cluster_map.png", "pca.png"):
+        with Image.open(folder / png) as img:
+            assert img.width == 600
+    assert meta["n_cells"] > 1000
+
+
+def test_a_city_without_evaluation_sets_skips_cleanly(chain: Chain) -> None:
+    result = dg.materialize(
+        chain.all_defs(), partition_key=PLAIN, resources=chain.resources,
+        instance=chain.instance, selection=[dg.AssetKey("land_use_evaluation")],
+    )  # fmt: skip
+    (event,) = result.get_asset_materialization_events()
+    meta = {k: v.value for k, v in event.materialization.metadata.items()}
+    assert meta["skipped"] is True and "no land-use classification set" in meta["reason"]

@@ -1,0 +1,65 @@
+"""The command line on a synthetic city: ingest, embed-texts, train (registers in MLflow),
+evaluate the registered version; and the results file's sections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from calliper_pipeline.store import pois as store
+from calliper_pipeline.store.db import connect
+from jobs.cli.parser import build_parser, main
+from jobs.cli.results import write_section
+from tests.support.synthetic import make_synthetic_city
+
+
+@pytest.fixture(scope="module")
+def city_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("city")
+    make_synthetic_city(root, n_pois=600, seed=3)
+    return root
+
+
+def _common(city_dir: Path, home: Path) -> list[str]:
+    return [
+        "--city", "synthetic", "--cities", str(city_dir / "synthetic.toml"),
+        "--home", str(home), "--data-root", str(city_dir),
+    ]  # fmt: skip
+
+
+def test_help_names_units():
+    text = build_parser().format_help()
+    assert "ingest" in text and "run-all" in text and "retrieve" in text
+    train_help = build_parser()._subparsers._group_actions[0].choices["train"].format_help()  # type: ignore[union-attr]
+    assert "metres" in train_help and "--device" in train_help
+
+
+def test_cli_chain(city_dir: Path, tmp_path: Path, capsys):
+    args = _common(city_dir, tmp_path)
+    assert main(["ingest", *args]) == 0
+    assert "600 valid" in capsys.readouterr().out
+    assert main(["embed-texts", *args, "--text-encoder", "hashing"]) == 0
+    first = capsys.readouterr().out
+    assert main(["embed-texts", *args, "--text-encoder", "hashing"]) == 0
+    second = capsys.readouterr().out
+    assert " 0 embedded" in second and "0 already cached" not in second, (first, second)
+    train = ["--text-encoder", "hashing", "--epochs", "2", "--batch-size", "128", "--threads", "1"]
+    assert main(["train", *args, *train]) == 0
+    assert "models:/calliper_synthetic/1 (alias candidate)" in capsys.readouterr().out
+    model = "models:/calliper_synthetic@candidate"
+    assert main(["evaluate", *args, "--model", model, "--seeds", "42"]) == 0
+    table = capsys.readouterr().out
+    assert "| luc |" in table and "| sdm |" in table and "| f1 |" in table, table
+    with connect(tmp_path / "warehouse.duckdb", read_only=True) as con:
+        assert len(store.read_city_pois(con, "synthetic")) == 600
+
+
+def test_write_results_replaces_only_its_city(tmp_path: Path):
+    path = tmp_path / "results.md"
+    write_section(path, "a", "section A v1\n")
+    write_section(path, "b", "section B\n")
+    write_section(path, "a", "section A v2\n")
+    text = path.read_text()
+    assert "section A v2" in text and "section B" in text and "v1" not in text
+    assert text.startswith("# Results")
