@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -425,9 +424,7 @@ def test_ingest_of_nothing_valid_raises_and_keeps_the_store(tmp_path):
 def test_london_snapshot_counts(real_data_root, tmp_path):
     city = get_city("london")
     con = connect(tmp_path / "london.duckdb")
-    start = time.perf_counter()
     report = ingest_city(con, city, real_data_root)
-    seconds = time.perf_counter() - start
     merged = report.sources["london-pois-merged"]
     assert merged["rows_read"] == 95_079
     assert merged["filtered_by"] == {"is_duplicate": 21_041, "in_greater_london": 1_554}
@@ -444,7 +441,6 @@ def test_london_snapshot_counts(real_data_root, tmp_path):
     assert fhrs["rows_valid"] == 23_275
     assert report.rows_valid == 72_409 + 23_275
     assert report.metric_epsg == 27700
-    assert seconds < 15
 
     everything = store.read_city_pois(con, "london")
     assert len(everything) == 95_684 and everything["poi_id"].is_unique
