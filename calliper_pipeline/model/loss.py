@@ -29,6 +29,22 @@ def clip_loss(logits_per_text: Tensor) -> Tensor:
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
 
 
+def _grouped_inputs(scores_per_text: Tensor, text_of_pair: Tensor) -> tuple[Tensor, Tensor]:
+    """Checked float32 (U, B) scores and the (U,) count of pairs holding each text."""
+    if scores_per_text.ndim != 2 or text_of_pair.shape != (scores_per_text.shape[1],):
+        raise ValueError(
+            f"need scores (U, B) and text_of_pair (B,), got {tuple(scores_per_text.shape)} "
+            f"and {tuple(text_of_pair.shape)}"
+        )
+    s = scores_per_text.float()
+    # index_add_, not bincount: on CUDA bincount reads the maximum back to the host every step
+    ones = torch.ones_like(text_of_pair, dtype=s.dtype)
+    counts = torch.zeros(s.shape[0], dtype=s.dtype, device=s.device).index_add_(
+        0, text_of_pair, ones
+    )
+    return s, counts
+
+
 def clip_loss_grouped(scores_per_text: Tensor, text_of_pair: Tensor) -> Tensor:
     """:func:`clip_loss` of a batch whose pairs share few distinct texts, without the (B, B) matrix.
 
@@ -49,17 +65,7 @@ def clip_loss_grouped(scores_per_text: Tensor, text_of_pair: Tensor) -> Tensor:
     Returns:
         Scalar float32 loss.
     """
-    if scores_per_text.ndim != 2 or text_of_pair.shape != (scores_per_text.shape[1],):
-        raise ValueError(
-            f"need scores (U, B) and text_of_pair (B,), got {tuple(scores_per_text.shape)} "
-            f"and {tuple(text_of_pair.shape)}"
-        )
-    s = scores_per_text.float()
-    # index_add_, not bincount: on CUDA bincount reads the maximum back to the host every step
-    ones = torch.ones_like(text_of_pair, dtype=s.dtype)
-    counts = torch.zeros(s.shape[0], dtype=s.dtype, device=s.device).index_add_(
-        0, text_of_pair, ones
-    )
+    s, counts = _grouped_inputs(scores_per_text, text_of_pair)
     positive = s.gather(0, text_of_pair.unsqueeze(0)).squeeze(0)  # (B,) s[t_i, i]
     row_lse = torch.logsumexp(s, dim=1)  # (U,)
     col_lse = torch.logsumexp(s + counts.log().unsqueeze(1), dim=0)  # (B,); absent texts: -inf
@@ -108,16 +114,7 @@ def clip_loss_grouped_multi_positive(scores_per_text: Tensor, text_of_pair: Tens
     Returns:
         Scalar float32 loss.
     """
-    if scores_per_text.ndim != 2 or text_of_pair.shape != (scores_per_text.shape[1],):
-        raise ValueError(
-            f"need scores (U, B) and text_of_pair (B,), got {tuple(scores_per_text.shape)} "
-            f"and {tuple(text_of_pair.shape)}"
-        )
-    s = scores_per_text.float()
-    ones = torch.ones_like(text_of_pair, dtype=s.dtype)
-    counts = torch.zeros(s.shape[0], dtype=s.dtype, device=s.device).index_add_(
-        0, text_of_pair, ones
-    )
+    s, counts = _grouped_inputs(scores_per_text, text_of_pair)
     log_counts = counts.log()
     own = torch.arange(s.shape[0], device=s.device).unsqueeze(1) == text_of_pair.unsqueeze(0)
     pos_lse = torch.logsumexp(s.masked_fill(~own, float("-inf")), dim=1)  # (U,)

@@ -29,6 +29,7 @@ from calliper_pipeline.store.schema import MIX_TABLE
 from calliper_pipeline.tracking import serving
 from calliper_pipeline.tracking.runs import TrackingConfig
 from jobs.run_city import tiny_run_config
+from tests.support.graph import CHAIN_ASSETS
 from tests.support.synthetic import (
     ALL_CATEGORIES,
     BAD_ROWS,
@@ -111,16 +112,7 @@ def test_chain_materialises_every_asset_and_passes_every_check(chain: Chain) -> 
         e.materialization.asset_key.to_user_string()
         for e in chain.first.get_asset_materialization_events()
     }
-    assert keys == {
-        "pois",
-        "text_embeddings",
-        "calliper_model",
-        "land_use_evaluation",
-        "socioeconomic_evaluation",
-        "calliper_champion",
-        "embedding_maps",
-        "baselines",
-    }
+    assert keys == CHAIN_ASSETS
     checks = {c.check_name: c.passed for c in chain.first.get_asset_check_evaluations()}
     assert checks == {
         "pois_not_empty": True,

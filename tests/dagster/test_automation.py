@@ -15,20 +15,12 @@ import pytest
 from assets.resources import local_resources
 from calliper_pipeline import settings
 from jobs.definitions import OBSERVE_JOB, build_definitions
+from tests.support.graph import CHAIN_ASSETS
 from tests.support.synthetic import make_synthetic_city
 
 pytestmark = pytest.mark.filterwarnings("ignore::dagster.BetaWarning")
 A, B = "city_a", "city_b"
-CHAIN = {
-    "pois",
-    "text_embeddings",
-    "calliper_model",
-    "land_use_evaluation",
-    "socioeconomic_evaluation",
-    "calliper_champion",
-    "embedding_maps",
-    "baselines",
-}
+CHAIN = set(CHAIN_ASSETS)
 
 
 class Ticker:

@@ -21,20 +21,11 @@ from jobs.definitions import (
     build_definitions,
 )
 from jobs.run_city import materialize_city
+from tests.support.graph import CHAIN_ASSETS
 from tests.support.paths import REPO_ROOT
 from tests.support.synthetic import make_synthetic_city
 
-ASSET_KEYS = {
-    "poi_snapshot",
-    "pois",
-    "text_embeddings",
-    "calliper_model",
-    "land_use_evaluation",
-    "socioeconomic_evaluation",
-    "calliper_champion",
-    "embedding_maps",
-    "baselines",
-}
+ASSET_KEYS = {"poi_snapshot", *CHAIN_ASSETS}
 Built = tuple[dg.Definitions, CitySpec]  # definitions with london + a synthetic city, its spec
 CHECK_NAMES = {
     "pois_not_empty",
