@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from calliper_pipeline.store.db import registered, transaction
+from calliper_pipeline.store.db import registered, table_exists, transaction
 
 EXPERIMENT_TABLE = "experiment_results"
 
@@ -94,7 +94,8 @@ def write_cell(
 
 def read(con: duckdb.DuckDBPyConnection, experiment: str, city: str) -> pd.DataFrame:
     """Every stored row of an experiment for a city."""
-    ensure_schema(con)
+    if not table_exists(con, EXPERIMENT_TABLE):  # nothing stored yet (or a read-only store)
+        return pd.DataFrame()
     return con.execute(
         f"SELECT * FROM {EXPERIMENT_TABLE} WHERE experiment = ? AND city = ? ORDER BY recorded_at",
         [experiment, city],
