@@ -90,6 +90,12 @@ FIDELITY: tuple[Variant, ...] = (
         "3 with neighbourhood targets: items with the same target are positives (15 epochs)",
     ),
     Variant("default", presets.DEFAULT, {}, "1+2+4 at 30 epochs: what make run trains"),
+    Variant(
+        "default+own text",
+        presets.DEFAULT,
+        {"objective.include_own_text_head": True},
+        "the default with a fifth head on the POI's own text, at 30 epochs",
+    ),
 )
 
 GRIDS: dict[str, tuple[Variant, ...]] = {"fidelity": FIDELITY}
