@@ -34,10 +34,10 @@ from calliper_pipeline.config import DescriptionConfig
 from calliper_pipeline.constants import COL_X, COL_Y
 from calliper_pipeline.errors import EmptySnapshotError
 from calliper_pipeline.hashing import file_hash
+from calliper_pipeline.ingest.filters import apply_filters
 from calliper_pipeline.ingest.readers import read_snapshot
 from calliper_pipeline.ingest.report import IngestReport, SourceReport
 from calliper_pipeline.ingest.validate import (
-    apply_filters,
     describe_pois,
     normalise_source,
     snapshot_metric_epsg,

@@ -16,12 +16,12 @@ from calliper_pipeline.config import DescriptionConfig
 from calliper_pipeline.constants import POI_COLUMNS
 from calliper_pipeline.errors import ConfigError, EmptySnapshotError, SnapshotFormatError
 from calliper_pipeline.hashing import file_hash, text_hash
+from calliper_pipeline.ingest.filters import apply_filters
 from calliper_pipeline.ingest.ingest import ingest_city
 from calliper_pipeline.ingest.readers import read_snapshot
 from calliper_pipeline.ingest.report import IngestReport
 from calliper_pipeline.ingest.validate import (
     NormalisedPois,
-    apply_filters,
     normalise_pois,
     snapshot_metric_epsg,
 )

@@ -15,8 +15,8 @@ from calliper_pipeline.constants import COL_SOURCE, POI_COLUMNS
 from calliper_pipeline.errors import ConfigError
 from calliper_pipeline.hashing import file_hash
 from calliper_pipeline.ingest.descriptions import describe_frame
+from calliper_pipeline.ingest.filters import apply_filters
 from calliper_pipeline.ingest.ingest import drop_near_duplicates, ingest_city, snapshot_hash
-from calliper_pipeline.ingest.validate import apply_filters
 from calliper_pipeline.store import pois as store
 from calliper_pipeline.store.db import connect
 from tests.support import synthetic
