@@ -17,10 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import torch
 
-from calliper_pipeline.config import EncoderConfig
-from calliper_pipeline.model.calliper import CalliperModel, ModelSpec
 from calliper_pipeline.tracking.registry import (
     log_and_register_model,
     promote_if_better,
@@ -33,6 +30,7 @@ from calliper_pipeline.tracking.runs import (
     start_training_run,
 )
 from calliper_pipeline.training.checkpoints import EpochStats
+from tests.support.models import tiny_model
 from tests.support.paths import REPO_ROOT
 
 CITY = "srvtown"
@@ -106,20 +104,6 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def tiny_model() -> CalliperModel:
-    torch.manual_seed(3)
-    spec = ModelSpec(
-        encoder=EncoderConfig(hidden_dim=16, num_layers=1, frequency_num=4),
-        text_dim=384,
-        centre_m=(530_000.0, 180_000.0),
-        metric_epsg=27700,
-        text_encoder_id="x",
-        city=CITY,
-        bounds_m=(520_000.0, 170_000.0, 540_000.0, 190_000.0),
-    )
-    return CalliperModel(spec).eval()
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(360)
 def test_mlflow_server_round_trip(tmp_path: Path) -> None:
@@ -164,7 +148,7 @@ def test_mlflow_server_round_trip(tmp_path: Path) -> None:
         tracking = TrackingConfig(tracking_uri=url)
         with start_training_run(tracking, CITY, "c" * 64, "dg-1", "v0", {"a": 1}) as handle:
             epoch_logger(handle)(EpochStats(1, 3.0, 3.1, 0.07, 0.2, True))
-            version = log_and_register_model(handle, tiny_model(), CITY, None)
+            version = log_and_register_model(handle, tiny_model(3, CITY), CITY, None)
         assert version.version == "1"
         decision = promote_if_better(tracking, CITY, version.version, 0.3, "r2", True, 0.0, True)
         assert decision.promoted

@@ -22,13 +22,12 @@ import pandas as pd
 import pytest
 import torch
 
-from calliper_pipeline.config import EncoderConfig
-from calliper_pipeline.model.calliper import CalliperModel, ModelSpec
 from calliper_pipeline.tracking import packaging
 from calliper_pipeline.tracking.pyfunc import MODEL_ARTIFACT_KEY, CalliperPyfunc
 from calliper_pipeline.tracking.registry import log_and_register_model
 from calliper_pipeline.tracking.runs import default_tracking, start_training_run
 from calliper_pipeline.tracking.serving import load_pyfunc
+from tests.support.models import tiny_model
 
 REPO = Path(__file__).resolve().parents[3]
 PACKAGE = REPO / "calliper_pipeline"
@@ -81,20 +80,6 @@ CLIENT = textwrap.dedent(
     }))
     """
 )
-
-
-def tiny_model() -> CalliperModel:
-    torch.manual_seed(5)
-    spec = ModelSpec(
-        encoder=EncoderConfig(hidden_dim=16, num_layers=1, frequency_num=4),
-        text_dim=384,
-        centre_m=(530_000.0, 180_000.0),
-        metric_epsg=27700,
-        text_encoder_id="x",
-        city=CITY,
-        bounds_m=(520_000.0, 170_000.0, 540_000.0, 190_000.0),
-    )
-    return CalliperModel(spec).eval()
 
 
 def test_shipped_code_is_the_inference_subset() -> None:
@@ -150,7 +135,7 @@ def test_crafted_model_file_runs_no_code(tmp_path: Path) -> None:
 def test_registered_model_predicts_in_a_fresh_process_without_the_repo(tmp_path: Path) -> None:
     tracking = default_tracking(tmp_path / "mlflow")
     with start_training_run(tracking, CITY, "c" * 64, None, "test", {}) as handle:
-        version = log_and_register_model(handle, tiny_model(), CITY)
+        version = log_and_register_model(handle, tiny_model(5, CITY), CITY)
     expected = load_pyfunc(tracking, version.model_uri).predict(POINTS)
 
     src, dst = tmp_path / "points.parquet", tmp_path / "emb.parquet"

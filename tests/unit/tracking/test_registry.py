@@ -21,9 +21,9 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from calliper_pipeline.config import EncoderConfig, RunConfig, flatten
+from calliper_pipeline.config import RunConfig, flatten
 from calliper_pipeline.errors import ConfigError, ModelInputError
-from calliper_pipeline.model.calliper import CalliperModel, ModelSpec, embed_points
+from calliper_pipeline.model.calliper import CalliperModel, embed_points
 from calliper_pipeline.tracking import registry, runs
 from calliper_pipeline.tracking.pyfunc import CalliperPyfunc, embedding_columns
 from calliper_pipeline.tracking.registry import (
@@ -45,29 +45,16 @@ from calliper_pipeline.tracking.runs import (
 )
 from calliper_pipeline.tracking.serving import embed_file, load_champion, predict_embeddings
 from calliper_pipeline.training.checkpoints import EpochStats
+from tests.support.models import TINY_BOUNDS_M, tiny_model
 from tests.support.paths import REPO_ROOT
 
 CITY = "testville"
-BOUNDS = (520_000.0, 170_000.0, 540_000.0, 190_000.0)  # London-ish, EPSG:27700
+BOUNDS = TINY_BOUNDS_M  # London-ish, EPSG:27700
 # WGS84 points well inside BOUNDS, and one far outside (Manchester)
 INSIDE = pd.DataFrame(
     {"lon": [-0.1276, -0.1, -0.2, -0.05, -0.15], "lat": [51.5072, 51.5, 51.52, 51.48, 51.51]}
 )
 OUTSIDE = pd.DataFrame({"lon": [-0.1276, -2.2426], "lat": [51.5072, 53.4808]})
-
-
-def tiny_model(seed: int, city: str = CITY) -> CalliperModel:
-    torch.manual_seed(seed)
-    spec = ModelSpec(
-        encoder=EncoderConfig(hidden_dim=16, num_layers=1, frequency_num=4),
-        text_dim=384,
-        centre_m=(530_000.0, 180_000.0),
-        metric_epsg=27700,
-        text_encoder_id="x",
-        city=city,
-        bounds_m=BOUNDS,
-    )
-    return CalliperModel(spec).eval()
 
 
 def png_bytes() -> bytes:
@@ -110,8 +97,8 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
     os.chdir(workdir)  # anything written relative to the cwd would land here (and fail a test)
     try:
         tracking = default_tracking(home)
-        model1 = tiny_model(0)
-        model2 = tiny_model(0)
+        model1 = tiny_model(0, CITY)
+        model2 = tiny_model(0, CITY)
         with torch.no_grad():  # a perturbed copy: a different version of the "same" model
             for p in model2.parameters():
                 p.add_(0.05 * torch.randn_like(p))
@@ -418,7 +405,7 @@ def test_embed_file_errors(logged: Logged, tmp_path: Path) -> None:
 
 # -- without a store ---------------------------------------------------------------------------
 def test_pyfunc_input_validation() -> None:
-    wrapper = CalliperPyfunc.from_model(tiny_model(1))
+    wrapper = CalliperPyfunc.from_model(tiny_model(1, CITY))
     pts = INSIDE.set_index(pd.Index([10, 11, 12, 13, 14]))
     out = wrapper.predict(None, pts)
     assert list(out.index) == [10, 11, 12, 13, 14] and out.shape == (5, 128)
