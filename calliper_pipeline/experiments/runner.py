@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from calliper_pipeline.cities.spec import CitySpec
@@ -149,8 +150,15 @@ def run_baselines(
             emit(log, f"{name}: stored")
             continue
         start = time.perf_counter()
-        frame = _evaluate(name, fn, sets, cfg.probe)
-        dim = int(fn(sets.landuse if sets.landuse is not None else sets.socioeconomic).shape[1])
+        widths: list[int] = []  # the feature width, read off the features the probes get
+
+        def features(points: Any, fn: Any = fn, widths: list[int] = widths) -> np.ndarray:
+            out = np.asarray(fn(points))
+            widths.append(int(out.shape[1]))
+            return out
+
+        frame = _evaluate(name, features, sets, cfg.probe)
+        dim = widths[0]
         seconds = time.perf_counter() - start
         results_store.write_cell(
             con, spec.experiment, spec.city.key, name, 0, frame, dim, seconds, {}
