@@ -26,7 +26,7 @@ from calliper_pipeline.text.encoders import build_text_encoder
 
 logger = logging.getLogger("calliper.experiments")
 
-COUNTS_ALL = runner.BASELINE_PREFIX + "POI counts 200-2000 m (all sources)"
+COUNTS_ALL = runner.counts_name(None)
 PE = POSITIONAL_ENCODING
 
 

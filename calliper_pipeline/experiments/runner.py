@@ -104,7 +104,8 @@ def run_cell(
     return frame
 
 
-def _counts_name(sources: tuple[str, ...] | None) -> str:
+def counts_name(sources: tuple[str, ...] | None) -> str:
+    """The counts baseline's row name for a POI source selection (None: every source)."""
     label = "all sources" if sources is None else "+".join(sources)
     return f"{BASELINE_PREFIX}POI counts 200-2000 m ({label})"
 
@@ -117,7 +118,7 @@ def baseline_names(
     out: dict[str, tuple[str, ...] | None] = {}
     for v in variants:
         sources = v.run_config(seed, extra).objective.sources
-        out[_counts_name(sources)] = sources
+        out[counts_name(sources)] = sources
     return out
 
 
