@@ -91,7 +91,7 @@ FIDELITY: tuple[Variant, ...] = (
     ),
     Variant("default", presets.DEFAULT, {}, "1+2+4 at 30 epochs: what make run trains"),
     Variant(
-        "default, 60 epochs",
+        "default+60 epochs",
         presets.DEFAULT,
         {"epochs": 60},
         "1: longer training: the default with up to 60 epochs (5 without improvement stop)",
