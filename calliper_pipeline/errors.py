@@ -35,3 +35,7 @@ class EmptySnapshotError(CalliperError):
 
 class ModelInputError(CalliperError):
     """Input to a trained encoder is invalid (e.g. points outside the city's bounds)."""
+
+
+class StoreLockedError(CalliperError):
+    """The DuckDB store stayed locked by another process for longer than the lock timeout."""

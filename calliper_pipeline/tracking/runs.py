@@ -17,6 +17,7 @@ thread at the same moment could briefly see this config's URIs.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import tempfile
@@ -72,9 +73,37 @@ class TrackingConfig:
         return self.registry_uri or self.tracking_uri
 
     def client(self) -> MlflowClient:
-        return MlflowClient(
-            tracking_uri=self.tracking_uri, registry_uri=self.effective_registry_uri
-        )
+        with _store_initialised(self.tracking_uri):
+            return MlflowClient(
+                tracking_uri=self.tracking_uri, registry_uri=self.effective_registry_uri
+            )
+
+
+_INITIALISED: set[str] = set()
+
+
+@contextmanager
+def _store_initialised(uri: str) -> Iterator[None]:
+    """Run the block (which creates an MLflow client, and with it the store) under an exclusive
+    file lock beside a SQLite store, the first time per process and URI.
+
+    MLflow creates and migrates its tables when a client first opens the store; two processes
+    doing so at once on a fresh store (two cities trained side by side) both migrate and one
+    fails ("Online migration expected to match one row"). The lock file makes them take turns;
+    later clients of the same URI skip the lock.
+    """
+    if not uri.startswith("sqlite:///") or uri in _INITIALISED:
+        yield
+        return
+    db = Path(uri[len("sqlite:///") :])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with _URI_LOCK, open(db.with_name(db.name + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    _INITIALISED.add(uri)
 
 
 def default_tracking(home: Path) -> TrackingConfig:
