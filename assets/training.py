@@ -72,6 +72,10 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
             dagster_run_id=context.run_id,
             code_version=code_version(),
             log=context.log.info,
+            # a run killed part-way continues from its last epoch when re-run (same settings
+            # and data); anything else starts fresh, and the log says which
+            checkpoint_dir=data.output_dir(city.key, "checkpoints"),
+            resume="auto",
         )
         v = out.version
         context.log.info(f"registered {v.model_uri} (alias candidate), MLflow run {out.run_id}")

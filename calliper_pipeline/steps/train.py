@@ -136,7 +136,7 @@ def train_and_register(
     code_version: str,
     log: LogFn | None = None,
     checkpoint_dir: Path | None = None,
-    resume: bool = False,
+    resume: bool | str = False,
 ) -> TrainingOutcome:
     """Train ``city``'s encoder in one MLflow run and register it (alias ``candidate``).
 
@@ -167,6 +167,9 @@ def train_and_register(
         result = train_city(
             inputs, run_cfg, on_epoch_end=on_epoch, checkpoint_dir=checkpoint_dir, resume=resume
         )
+        resumed = int(result.extra.get("resumed_after_epoch", 0))
+        if resumed and log is not None:
+            log(f"resumed from the checkpoint in {checkpoint_dir} after epoch {resumed}")
         retrieval, curve_png = _log_summary(
             handle, result, inputs, city, data_root, run_cfg, out_dir
         )

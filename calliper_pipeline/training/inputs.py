@@ -209,7 +209,7 @@ def train_city(
     run_cfg: RunConfig,
     on_epoch_end: Callable[[EpochStats], None] | None = None,
     checkpoint_dir: Path | None = None,
-    resume: bool = False,
+    resume: bool | str = False,
     show_progress: bool = False,
 ) -> TrainResult:
     """Train the city's location encoder (the paper's configuration by default)."""

@@ -38,6 +38,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from calliper_pipeline.config import TrainConfig
+from calliper_pipeline.errors import ConfigError
 from calliper_pipeline.model.calliper import CalliperModel, ModelSpec
 from calliper_pipeline.training.batches import (
     Batches,
@@ -49,6 +50,8 @@ from calliper_pipeline.training.checkpoints import (
     LAST_CHECKPOINT,
     EpochStats,
     Progress,
+    decide_resume,
+    fingerprint,
     load_resume_state,
     save_best,
     save_last,
@@ -203,7 +206,7 @@ def train(
     cfg: TrainConfig,
     on_epoch_end: Callable[[EpochStats], None] | None = None,
     checkpoint_dir: Path | None = None,
-    resume: bool = False,
+    resume: bool | str = False,
     show_progress: bool = False,
     heads: Sequence[HeadTargets] | None = None,
     multi_positive: bool = False,
@@ -219,7 +222,9 @@ def train(
         on_epoch_end: called once per epoch with its :class:`EpochStats` (e.g. MLflow logging).
         checkpoint_dir: where ``last.pt`` (resumable state) and ``best.pt`` (best model so far,
             ``load_model`` format) go; None: memory only.
-        resume: continue from ``checkpoint_dir/last.pt`` if it exists.
+        resume: what to do with an existing ``checkpoint_dir/last.pt``: a
+            :data:`~calliper_pipeline.training.checkpoints.ResumeMode` (``"no"``, ``"yes"``,
+            ``"restart"``, ``"auto"``); ``True``/``False`` mean ``"yes"``/``"no"``.
         show_progress: tqdm bar over epochs.
         heads: one target set per model head (``spec.heads`` of them); None: the paper's single
             own-text head from ``text_index``.
@@ -227,8 +232,16 @@ def train(
 
     Returns:
         :class:`TrainResult` whose model holds the best-validation weights, in eval mode.
+
+    Raises:
+        CheckpointError: see :func:`~calliper_pipeline.training.checkpoints.decide_resume`.
     """
     _check_inputs(spec, len(coords), heads, cfg.device)
+    if cfg.epochs < 1:
+        raise ConfigError(f"epochs must be at least 1, got {cfg.epochs}")
+    mode = {True: "yes", False: "no"}.get(resume, resume) if isinstance(resume, bool) else resume
+    arrays = [coords, text_index, text_table, *(h.group for h in heads or ())]
+    run_fingerprint = fingerprint(spec, cfg, arrays)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
@@ -242,9 +255,10 @@ def train(
     tuner = _ThreadTuner(model, data, train_idx, cfg)
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
-    progress = _start(model, optimizer, gen, ckpt_dir, resume, cfg.device)
+    progress, done = _start(model, optimizer, gen, ckpt_dir, str(mode), cfg.device, run_fingerprint)
+    resumed_after_epoch = progress.epoch
     t_start = time.perf_counter()
-    stopped_early = _run_epochs(
+    stopped_early = done or _run_epochs(
         model,
         optimizer,
         data,
@@ -254,7 +268,7 @@ def train(
         progress,
         tuner,
         on_epoch_end,
-        ckpt_dir,
+        (ckpt_dir, run_fingerprint),
         show_progress,
     )
     model.load_state_dict(progress.best_state)
@@ -269,7 +283,11 @@ def train(
         n_val=len(val_idx_np),
         stopped_early=stopped_early,
         device=cfg.device,
-        extra={"num_threads": tuner.threads, "pe_precomputed": data.features is not None},
+        extra={
+            "num_threads": tuner.threads,
+            "pe_precomputed": data.features is not None,
+            "resumed_after_epoch": resumed_after_epoch,
+        },
     )
 
 
@@ -278,18 +296,27 @@ def _start(
     optimizer: torch.optim.Optimizer,
     gen: torch.Generator,
     ckpt_dir: Path | None,
-    resume: bool,
+    mode: str,
     device: str,
-) -> Progress:
-    """Fresh progress, or the one restored from ``ckpt_dir/last.pt`` when resuming."""
+    run_fingerprint: dict[str, str],
+) -> tuple[Progress, bool]:
+    """Fresh progress, or the one restored from ``ckpt_dir/last.pt`` when ``mode`` says to
+    resume; and whether that run had stopped early (then no epoch is left to train)."""
     progress = Progress(best_state={k: v.detach().clone() for k, v in model.state_dict().items()})
-    if ckpt_dir:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        last = ckpt_dir / LAST_CHECKPOINT
-        if resume and last.exists():
-            progress = load_resume_state(last, model, optimizer, gen, device)
-            logger.info("resumed from %s at epoch %d", last, progress.epoch + 1)
-    return progress
+    if not ckpt_dir:
+        return progress, False
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    last = ckpt_dir / LAST_CHECKPOINT
+    info = decide_resume(last, mode, run_fingerprint, log=logger.info)
+    if info is None:
+        return progress, False
+    progress = load_resume_state(last, model, optimizer, gen, device)
+    stopped_early = info.finished and info.epoch < info.epochs
+    logger.info(
+        "resumed from %s after epoch %d%s", last, progress.epoch,
+        " (it had stopped early: nothing left to train)" if stopped_early else "",
+    )  # fmt: skip
+    return progress, stopped_early
 
 
 def _run_epochs(
@@ -302,11 +329,12 @@ def _run_epochs(
     progress: Progress,
     tuner: _ThreadTuner,
     on_epoch_end: Callable[[EpochStats], None] | None,
-    ckpt_dir: Path | None,
+    checkpoints: tuple[Path | None, dict[str, str]],
     show_progress: bool,
 ) -> bool:
     """Epochs ``progress.epoch + 1 .. cfg.epochs``, updating ``progress``; True if stopped early."""
     train_idx, val_idx = split
+    ckpt_dir, run_fingerprint = checkpoints
     epochs = range(progress.epoch + 1, cfg.epochs + 1)
     bar = tqdm(epochs, desc="train", unit="epoch", disable=not show_progress)
     model.train()
@@ -325,15 +353,18 @@ def _run_epochs(
         progress.history.append(stats)
         progress.epoch = epoch
         bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}", best=progress.best_epoch)
-        if on_epoch_end is not None:
-            on_epoch_end(stats)
+        patience = cfg.early_stopping_patience
+        stopped_early = patience is not None and epoch - progress.best_epoch >= patience
         if ckpt_dir:
-            save_last(ckpt_dir, model, optimizer, gen, progress)
+            save_last(
+                ckpt_dir, model, optimizer, gen, progress, epochs_target=cfg.epochs,
+                finished=stopped_early or epoch == cfg.epochs, run_fingerprint=run_fingerprint,
+            )  # fmt: skip
             if is_best:
                 save_best(ckpt_dir, model, progress)
-        patience = cfg.early_stopping_patience
-        if patience is not None and epoch - progress.best_epoch >= patience:
-            stopped_early = True
+        if on_epoch_end is not None:
+            on_epoch_end(stats)
+        if stopped_early:
             logger.info("early stop at epoch %d (best %d)", epoch, progress.best_epoch)
             break
         tuner.after_epoch(epoch, stats.seconds)

@@ -94,7 +94,7 @@ def train(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -
         s.home / "runs" / city.key / "cli", dagster_run_id=None,
         code_version=code_version(REPO_ROOT),
         log=logger.info, checkpoint_dir=s.checkpoints_dir / city.key / args.variant,
-        resume=args.resume,
+        resume="yes" if args.resume else "restart" if args.restart else "no",
     )  # fmt: skip
     print(
         f"{city.key}: best epoch {out.best_epoch}, val loss {out.best_val_loss:.4f}, "

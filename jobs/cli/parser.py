@@ -118,7 +118,17 @@ def _stage_parsers(sub: Any) -> None:
     _text(p)
     _training(p)
     _tracking(p)
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume", action="store_true",
+        help="continue the unfinished run in the checkpoint (same settings and data; epochs, "
+        "early stopping, device and threads may change)",
+    )  # fmt: skip
+    again.add_argument(
+        "--restart", action="store_true",
+        help="discard an unfinished run's checkpoint and start over (without either flag an "
+        "unfinished checkpoint is refused, never overwritten)",
+    )  # fmt: skip
     p = sub.add_parser("evaluate", help="land-use and socio-economic probes on a registered model")
     _common(p)
     _tracking(p)
