@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # torch and mlflow load only when a run needs them
     from calliper_pipeline.text.encoders import TextEncoder
     from calliper_pipeline.tracking.runs import TrackingConfig
 
+# `make mlflow-ui` serves the local store here: links and inline images of a local store point at it
+LOCAL_MLFLOW_UI = "http://127.0.0.1:5000"
 DUCKDB_POOL = "duckdb"  # DuckDB allows one writing process: its users share this pool (limit 1)
 _LOCK_MESSAGES = ("Could not set lock", "Conflicting lock")
 
@@ -112,6 +114,11 @@ class MlflowResource(dg.ConfigurableResource):
     registry_uri: str = Field(default="", description="'' = the tracking URI")
     artifact_location: str = Field(default="", description="artifact root of a new experiment")
     experiment: str = Field(default="calliper", description="MLflow experiment name")
+    ui_url: str = Field(
+        default="",
+        description="MLflow UI for links and inline images; '' = the tracking URI when it is "
+        f"http(s), else {LOCAL_MLFLOW_UI} (what `make mlflow-ui` serves)",
+    )
 
     def tracking(self) -> TrackingConfig:
         """The library's TrackingConfig (the local store's folder is created here)."""
@@ -120,12 +127,15 @@ class MlflowResource(dg.ConfigurableResource):
         if not self.tracking_uri:
             if not self.store_dir:
                 raise ValueError("MlflowResource needs tracking_uri or store_dir")
-            return replace(runs.default_tracking(Path(self.store_dir)), experiment=self.experiment)
+            local = runs.default_tracking(Path(self.store_dir))
+            ui = self.ui_url or LOCAL_MLFLOW_UI
+            return replace(local, experiment=self.experiment, ui_url=ui)
         return runs.TrackingConfig(
             tracking_uri=self.tracking_uri,
             registry_uri=self.registry_uri or None,
             experiment=self.experiment,
             artifact_location=self.artifact_location or None,
+            ui_url=self.ui_url or None,
         )
 
 
