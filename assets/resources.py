@@ -2,7 +2,8 @@
 
 :func:`default_resources` builds them from :mod:`calliper_pipeline.settings` (environment
 variables ``CALLIPER_HOME``, ``CALLIPER_DATA_ROOT``) plus ``CALLIPER_TEXT_ENCODER``
-(``minilm``/``hashing``), ``CALLIPER_TEXT_DEVICE`` and ``MLFLOW_TRACKING_URI``. Nothing is
+(``minilm``/``hashing``), ``CALLIPER_TEXT_DEVICE``, ``MLFLOW_TRACKING_URI`` and
+``CALLIPER_MLFLOW_UI`` (the MLflow UI that links and preview images point at). Nothing is
 created on disk until a run uses a resource.
 """
 
@@ -144,14 +145,18 @@ def local_resources(
     text_encoder: str = "minilm",
     text_device: str = "cpu",
     tracking_uri: str = "",
+    mlflow_ui: str = "",
 ) -> dict[str, Any]:
     """Resources rooted at ``s.home``: warehouse, figures and (without a tracking URI) the
-    local MLflow store all live there; inputs come from ``s.data_root``."""
+    local MLflow store all live there; inputs come from ``s.data_root``. ``mlflow_ui``: see
+    :attr:`MlflowResource.ui_url`."""
     return {
         "duckdb": DuckDBResource(path=str(s.warehouse)),
         "text_encoder": TextEncoderResource(name=text_encoder, device=text_device),
         "data": DataLocationResource(data_root=str(s.data_root), home=str(s.home)),
-        "mlflow": MlflowResource(tracking_uri=tracking_uri, store_dir=str(s.mlflow_dir)),
+        "mlflow": MlflowResource(
+            tracking_uri=tracking_uri, store_dir=str(s.mlflow_dir), ui_url=mlflow_ui
+        ),
     }
 
 
@@ -165,6 +170,7 @@ def default_resources(
         text_encoder=env.get("CALLIPER_TEXT_ENCODER", "minilm"),
         text_device=env.get("CALLIPER_TEXT_DEVICE", "cpu"),
         tracking_uri=env.get("MLFLOW_TRACKING_URI", ""),
+        mlflow_ui=env.get("CALLIPER_MLFLOW_UI", ""),
     )
 
 

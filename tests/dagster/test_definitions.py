@@ -119,6 +119,9 @@ def test_default_resources_follow_the_environment(tmp_path: Path) -> None:
     assert res["text_encoder"].name == "hashing"
     tracking = res["mlflow"].tracking()
     assert tracking.tracking_uri == f"sqlite:///{tmp_path / 'h' / 'mlflow' / 'mlflow.db'}"
+    assert tracking.ui_url == "http://127.0.0.1:5000"  # where make mlflow-ui serves it
+    moved = default_resources(env={**env, "CALLIPER_MLFLOW_UI": "http://localhost:5050/"})
+    assert moved["mlflow"].tracking().ui_base == "http://localhost:5050"
 
 
 def test_workspace_and_packaging_name_the_definitions_module() -> None:
