@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 run: setup
-	$(VENV)/bin/calliper run --city $(CITY) --results docs/results.md
+	$(VENV)/bin/calliper run --city $(CITY) --results docs/results.md --launched-by make-run
 
 test: setup
 	$(PY) -m pytest -q

@@ -103,7 +103,7 @@ class PromotionConfig(dg.Config):
     """The gate that moves the ``champion`` alias."""
 
     metric: str = Field(
-        default="luc.mlp.f1", description="<task>.<probe>.<metric> from the evaluation table"
+        default="luc.mlp.f1", description="task.probe.metric from the evaluation table"
     )
     tolerance: float = Field(default=0.0, description="candidate may trail the incumbent by this")
     higher_is_better: bool | None = Field(

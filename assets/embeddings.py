@@ -7,7 +7,7 @@ import dagster as dg
 
 from assets.config import DescriptionSettings
 from assets.ingestion import POIS
-from assets.metadata import latest_materialization_metadata, numbers
+from assets.metadata import PREVIEW, fmt, latest_materialization_metadata, numbers, preview
 from assets.partitions import Cities
 from assets.resources import DUCKDB_POOL, DuckDBResource, TextEncoderResource
 from calliper_pipeline.config import DescriptionConfig
@@ -53,8 +53,15 @@ def build_text_embeddings(cities: Cities) -> dg.AssetsDefinition:
                 batch_size=text_encoder.batch_size,
                 log=context.log.info,
             )
+        lines = [
+            f"**{report.n_distinct:,} distinct texts** of {report.n_input:,}: "
+            f"{report.n_embedded:,} embedded now, {report.n_cached:,} from the cache",
+            f"encoder `{report.encoder_id}` · {config.description_variant} descriptions · "
+            f"{fmt(report.texts_per_second)} texts/s",
+        ]
         return dg.MaterializeResult(
             metadata={
+                PREVIEW: preview(lines),
                 "dagster/row_count": report.n_distinct,
                 "encoder_id": report.encoder_id,
                 "description_variant": config.description_variant,

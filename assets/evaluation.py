@@ -10,10 +10,11 @@ import pandas as pd
 from assets.config import EvaluationConfig, PromotionConfig
 from assets.embeddings import BLOCKING_EMBEDDING_CHECKS, TEXT_EMBEDDINGS
 from assets.ingestion import BLOCKING_POI_CHECKS, POIS
-from assets.metadata import markdown_table, numbers, png_markdown
+from assets.metadata import PREVIEW, fmt, markdown_table, numbers, png_markdown, preview, rounded
 from assets.partitions import Cities
 from assets.resources import DUCKDB_POOL, DataLocationResource, DuckDBResource, MlflowResource
 from assets.training import CALLIPER_MODEL, trained_version
+from calliper_pipeline.store.metrics import higher_is_better
 
 GROUP = "evaluation"
 LAND_USE = dg.AssetKey("land_use_evaluation")
@@ -41,7 +42,7 @@ def build_evaluation(cities: Cities, key: dg.AssetKey, task: str) -> dg.AssetsDe
         code_version="1",
         description=(
             f"The paper's {label} probes (linear and MLP, over seeds) on the exact version "
-            "calliper_model registered; metrics in DuckDB and on the training's MLflow run."
+            "`calliper_model` registered; metrics in DuckDB and on the training's MLflow run."
         ),
     )
     def _evaluation(
@@ -54,12 +55,13 @@ def build_evaluation(cities: Cities, key: dg.AssetKey, task: str) -> dg.AssetsDe
         from calliper_pipeline.steps import assess as assessment
         from calliper_pipeline.steps import baselines as steps_baselines
         from calliper_pipeline.store import metrics as results
+        from calliper_pipeline.tracking.runs import artifact_url
 
         city = cities.spec(context.partition_key)
         if not assessment.has_evaluation_set(city, task):
             reason = f"{city.name} has no {label} set configured ([evaluation] of its city file)"
             context.log.info(f"skipped: {reason}")
-            return dg.MaterializeResult(metadata={"skipped": True, "reason": reason})
+            return dg.MaterializeResult(metadata=_skipped(reason))
         version = trained_version(context, city.key)
         out_dir = data.output_dir(city.key, "runs", context.run_id)
         out = assessment.evaluate_registered(
@@ -75,8 +77,12 @@ def build_evaluation(cities: Cities, key: dg.AssetKey, task: str) -> dg.AssetsDe
                 con, city, data.data_root_path, _baseline_config(config), log=context.log.info
             )
         context.log.info(f"{version.model_uri}: {task} {out.metrics}")
+        image_url = None
+        if version.run_id:
+            path = f"evaluation/{out.table_png.name}"
+            image_url = artifact_url(mlflow.tracking(), version.run_id, path)
         return dg.MaterializeResult(
-            metadata=_evaluation_metadata(out, version, n_rows, base.frame, task)
+            metadata=_evaluation_metadata(out, version, n_rows, base.frame, task, image_url)
         )
 
     return _evaluation
@@ -89,22 +95,67 @@ def _baseline_config(config: EvaluationConfig) -> Any:
     return replace(presets.run_config(), probe=config.probe_config())
 
 
+def _skipped(reason: str) -> dict[str, Any]:
+    return {PREVIEW: preview([f"skipped: {reason}"]), "skipped": True, "reason": reason}
+
+
+HEADLINE_METRIC = {"luc": "f1", "sdm": "l1"}  # what the preview leads with, per task
+PROTOCOL_LABELS = {"random": "random split", "blocks": "spatial blocks"}
+
+
+def _evaluation_preview(
+    beside: pd.DataFrame, version: Any, task: str, out: Any, image_url: str | None
+) -> dg.MetadataValue:
+    """Our MLP probe's headline metric under each protocol, beside the best baseline's."""
+    metric = HEADLINE_METRIC[task]
+    higher = higher_is_better(f"{task}.mlp.{metric}")
+    rows = beside[beside["metric"] == metric]
+    lines = [f"**{TASK_LABELS[task]}**, MLP probe, {metric} (x100, mean ± std over seeds)"]
+    for protocol, label in PROTOCOL_LABELS.items():
+        here = rows[rows["protocol"] == protocol]
+        ours = here[here["encoder"] == "ours"]
+        if ours.empty:
+            continue
+        line = (
+            f"{label}: ours **{fmt(ours['mean_x100'].iloc[0])}** ± {fmt(ours['std_x100'].iloc[0])}"
+        )
+        others = here[here["encoder"] != "ours"]
+        if not others.empty:
+            best = others.sort_values("mean_x100", ascending=not higher).iloc[0]
+            line += f" · best baseline ({_short(str(best['encoder']))}) {fmt(best['mean_x100'])}"
+        lines.append(line)
+    lines.append(
+        f"`{version.model_uri}` · {out.n_points:,} points, {out.split_sizes[2]:,} test · "
+        f"{fmt(out.seconds)} s"
+    )
+    return preview(lines, (f"{task} results", image_url))
+
+
 def _evaluation_metadata(
-    out: Any, version: Any, n_rows: int, baselines: Any, task: str
+    out: Any,
+    version: Any,
+    n_rows: int,
+    baselines: Any,
+    task: str,
+    image_url: str | None = None,
 ) -> dict[str, Any]:
-    """Our probes' table, the same table for every baseline beside it, and the numbers."""
+    """The preview, our probes' table, the same table for every baseline beside it, and the
+    numbers."""
     cols = ["protocol", "probe", "metric", "mean_x100", "std_x100", "n_seeds"]
     ours = out.frame.assign(encoder="ours")
     others = baselines[(baselines["task"] == task) & (baselines["probe"] == "mlp")]
+    # rows read back from the cache hold mean and std only: the x100 columns come from them
+    others = others.assign(mean_x100=others["mean"] * 100.0, std_x100=others["std"] * 100.0)
     beside = pd.concat([ours[ours["probe"] == "mlp"], others], ignore_index=True)
     beside = beside[["encoder", "protocol", "metric", "mean_x100", "std_x100"]].round(2)
     return {
+        PREVIEW: _evaluation_preview(beside, version, task, out, image_url),
+        "results_table": png_markdown(out.table_png, f"{task} results"),
         "skipped": False,
         "model_uri": version.model_uri,
         "mlflow_run_id": version.run_id or "",
         "results": dg.MetadataValue.md(markdown_table(out.frame[cols], max_rows=40)),
-        "mlp_probe_vs_baselines": dg.MetadataValue.md(markdown_table(beside, max_rows=60)),
-        "results_table": png_markdown(out.table_png, f"{task} results"),
+        "mlp_vs_baselines": dg.MetadataValue.md(markdown_table(beside, max_rows=60)),
         **numbers(
             {
                 **{k.replace(".", "_"): v for k, v in out.metrics.items()},
@@ -148,7 +199,7 @@ def build_baselines(cities: Cities) -> dg.AssetsDefinition:
         if not (has_evaluation_set(city, "luc") or has_evaluation_set(city, "sdm")):
             reason = f"{city.name} has no evaluation set: no baseline to compute"
             context.log.info(f"skipped: {reason}")
-            return dg.MaterializeResult(metadata={"skipped": True, "reason": reason})
+            return dg.MaterializeResult(metadata=_skipped(reason))
         with duckdb.connect() as con:
             out = steps_baselines.cached_baselines(
                 con, city, data.data_root_path, _baseline_config(config), log=context.log.info
@@ -164,8 +215,16 @@ def build_baselines(cities: Cities) -> dg.AssetsDefinition:
             )
         ]
         headline = dict(zip(keys, mlp["mean"].astype(float).tolist(), strict=True))
+        hit = "reused from the cache" if out.cache_hit else "computed now"
+        lines = [f"**{frame['encoder'].nunique()} baselines** x 2 protocols, {hit}"]
+        for task, metric in HEADLINE_METRIC.items():
+            key = f"random_{task}_mlp_{metric}_counts"
+            if key in headline:
+                lines.append(f"POI counts, {task} MLP {metric} (x100, random split): "
+                             f"**{fmt(100.0 * headline[key])}**")  # fmt: skip
         return dg.MaterializeResult(
             metadata={
+                PREVIEW: preview(lines),
                 "skipped": False,
                 "cache_key": out.cache_key,
                 "cache_hit": out.cache_hit,
@@ -214,6 +273,37 @@ def blocking_checks_passed(context: dg.AssetExecutionContext, city_key: str) -> 
     return {key.name: latest.get(key, False) for key in BLOCKING_CHECK_KEYS}
 
 
+def _champion_metadata(
+    tracking: Any, version: Any, base: dict[str, Any], decision: str, reason: str
+) -> dict[str, Any]:
+    """The gate's decision first, then the aliases it left on the candidate and the champion."""
+    from calliper_pipeline.tracking.registry import CHAMPION_ALIAS, model_aliases
+
+    held = model_aliases(tracking, version.name)
+    aliases = tuple(a for a, n in held.items() if n == version.version)
+    champion = held.get(CHAMPION_ALIAS, "none")
+    lines = [
+        f"**{decision}**: `{version.name}` v{version.version} holds "
+        f"{', '.join(aliases) or 'no alias'}; `{CHAMPION_ALIAS}` is "
+        + (f"v{champion}" if champion != "none" else "unset"),
+        reason,
+    ]
+    if "candidate_score" in base:
+        incumbent = base.get("incumbent_score")
+        lines.append(
+            f"{base['metric']}: candidate {fmt(base['candidate_score'])} · incumbent "
+            f"{fmt(incumbent) if incumbent is not None else 'none'}"
+        )
+    return {
+        PREVIEW: preview(lines),
+        "decision": decision,
+        "reason": reason,
+        "aliases": ", ".join(aliases),
+        "champion_version": champion,
+        **base,
+    }
+
+
 def build_champion(cities: Cities) -> dg.AssetsDefinition:
     """``calliper_champion``: moves ``champion`` to the candidate when it is at least as good."""
 
@@ -227,9 +317,9 @@ def build_champion(cities: Cities) -> dg.AssetsDefinition:
         kinds={"mlflow"},
         code_version="1",
         description=(
-            "The promotion gate: alias 'champion' of calliper_<city> moves to the version just "
-            "trained only if all blocking checks passed and its score (default LUC MLP macro "
-            "F1) is at least the incumbent's minus the tolerance."
+            "The promotion gate: alias `champion` of `calliper_<city>` moves to the version "
+            "just trained only if all blocking checks passed and its score (default LUC MLP "
+            "macro F1) is at least the incumbent's minus the tolerance."
         ),
     )
     def calliper_champion(
@@ -253,26 +343,30 @@ def build_champion(cities: Cities) -> dg.AssetsDefinition:
             "checks_passed": all(checks.values()),
             "blocking_checks": dg.MetadataValue.json(checks),
         }
+        tracking = mlflow.tracking()
         if score is None:
             reason = f"no {config.metric} for {version.model_uri}: champion left unchanged"
             context.log.warning(reason)
-            return dg.MaterializeResult(metadata={**base, "decision": "skipped", "reason": reason})
+            return dg.MaterializeResult(
+                metadata=_champion_metadata(tracking, version, base, "skipped", reason)
+            )
         decision = registry.promote_if_better(
-            mlflow.tracking(), city_key, version.version, score, config.metric,
+            tracking, city_key, version.version, score, config.metric,
             config.direction(), config.tolerance, all(checks.values()),
         )  # fmt: skip
         context.log.info(f"{version.model_uri}: {decision.reason}")
         incumbent = decision.incumbent_score
+        scores = {
+            "incumbent_version": decision.incumbent_version or "none",
+            "candidate_score": rounded(decision.candidate_score),
+            **({} if incumbent is None else {"incumbent_score": rounded(incumbent)}),
+            "tolerance": rounded(config.tolerance),
+        }
+        verdict = "promoted" if decision.promoted else "rejected"
         return dg.MaterializeResult(
-            metadata={
-                **base,
-                "decision": "promoted" if decision.promoted else "rejected",
-                "reason": decision.reason,
-                "incumbent_version": decision.incumbent_version or "none",
-                "candidate_score": decision.candidate_score,
-                **({} if incumbent is None else {"incumbent_score": incumbent}),
-                "tolerance": config.tolerance,
-            }
+            metadata=_champion_metadata(
+                tracking, version, {**base, **scores}, verdict, decision.reason
+            )
         )
 
     return calliper_champion

@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 
 from assets.config import DriftCheckConfig
-from assets.metadata import column_schema, markdown_table, numbers
+from assets.metadata import PREVIEW, column_schema, fmt, markdown_table, numbers, preview, rounded
 from assets.partitions import Cities
 from assets.resources import DUCKDB_POOL, DataLocationResource, DuckDBResource
 from calliper_pipeline.ingest.ingest import snapshot_hash
@@ -94,15 +94,23 @@ def build_pois(cities: Cities) -> dg.AssetsDefinition:
         )
         quarantined = {f"quarantined_{k.replace(' ', '_')}": v for k, v in r.quarantined_by.items()}
         mix = out.category_mix.rename_axis("category").reset_index()
+        top = ", ".join(str(c) for c in out.category_mix.index[:3])
+        lines = [
+            f"**{r.rows_valid:,} POIs** of {city.name} stored from {r.rows_read:,} rows",
+            f"{r.rows_quarantined:,} quarantined · {r.rows_filtered_out:,} filtered out · "
+            f"{len(out.category_mix):,} categories (most: {top})",
+            f"EPSG:{r.metric_epsg} · snapshot `{r.snapshot_hash[:12]}` · {fmt(r.seconds)} s",
+        ]
         return dg.MaterializeResult(
             data_version=dg.DataVersion(r.snapshot_hash),
             metadata={
+                PREVIEW: preview(lines),
                 "dagster/row_count": r.rows_valid,
                 "dagster/column_schema": column_schema(out.sample),
+                "sample": dg.MetadataValue.md(markdown_table(out.sample)),
+                "category_mix_top": dg.MetadataValue.md(markdown_table(mix, max_rows=10)),
                 "snapshot_hash": r.snapshot_hash,
                 "snapshot_path": dg.MetadataValue.path(r.source_path),
-                "preview": dg.MetadataValue.md(markdown_table(out.sample)),
-                "category_mix_top": dg.MetadataValue.md(markdown_table(mix, max_rows=10)),
                 **numbers(
                     {
                         "rows_read": r.rows_read,
@@ -169,7 +177,7 @@ def build_poi_checks(cities: Cities) -> list[dg.AssetChecksDefinition]:
             meta["note"] = "first ingest of this city: nothing to compare with"
             return dg.AssetCheckResult(passed=True, metadata=meta)
         meta |= {
-            "tvd": drift.tvd,
+            "tvd": rounded(drift.tvd),
             "ingest_id": drift.current_ingest_id,
             "previous_ingest_id": drift.previous_ingest_id,
             "largest_changes": dg.MetadataValue.md(markdown_table(drift.changes, max_rows=10)),

@@ -1,17 +1,67 @@
 """Maps: what the trained encoder learned, drawn over the city's hexagon cells."""
 
+import re
 from typing import Any
 
 import dagster as dg
 
 from assets.config import MapsConfig
-from assets.metadata import markdown_table, png_markdown
+from assets.metadata import PREVIEW, markdown_table, png_markdown, preview
 from assets.partitions import Cities
 from assets.resources import DataLocationResource, MlflowResource, TextEncoderResource
 from assets.training import CALLIPER_MODEL, trained_version
 
 GROUP = "evaluation"
 EMBEDDING_MAPS = dg.AssetKey("embedding_maps")
+QUERY_LABEL_LEN = 20  # ``retrieval/<label>``: the query's category, cut to this length
+_PLACE_OF = re.compile(r"a place of ([^,]+)", re.IGNORECASE)
+
+
+def query_label(query: str) -> str:
+    """A short metadata-key label of a retrieval query: its category ("a place of pubs and
+    bars, ..." -> ``pubs_and_bars``), else the start of the query, at most 20 characters."""
+    match = _PLACE_OF.search(query)
+    text = match.group(1) if match else query
+    label = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return label[:QUERY_LABEL_LEN].rstrip("_") or "query"
+
+
+def _maps_metadata(
+    out: Any, version: Any, config: MapsConfig, cluster_url: str | None, slug: Any
+) -> dict[str, Any]:
+    """Preview (cluster map), the maps as thumbnails, each query's heatmap and top cells."""
+    labels: dict[str, str] = {}
+    for query in config.queries:  # distinct labels, in the order of the queries
+        label = query_label(query)
+        n = 2
+        while label in labels.values():
+            label, n = f"{query_label(query)[: QUERY_LABEL_LEN - 2]}_{n}", n + 1
+        labels[query] = label
+    lines = [
+        f"**k-means (k = {config.k}) clusters** of {out.n_cells:,} cells, `{version.model_uri}`",
+        "retrieval heatmaps: " + ", ".join(f"`retrieval/{lb}`" for lb in labels.values()),
+    ]
+    pngs = {name: path for name, path in out.figures.items() if path.suffix == ".png"}
+    metadata: dict[str, Any] = {
+        PREVIEW: preview(lines, ("cluster map", cluster_url)),
+        "cluster_map": png_markdown(pngs["cluster_map"], "cluster map"),
+        "pca_colour_map": png_markdown(pngs["pca_colour_map"], "pca colour map"),
+    }
+    for query, label in labels.items():
+        png = pngs.get(f"retrieval_{slug(query)}")
+        if png is not None:
+            metadata[f"retrieval/{label}"] = png_markdown(png, f"retrieval: {query}")
+    for query, label in labels.items():
+        top = out.top_cells.get(query)
+        if top is not None:
+            table = f"**{query}**\n\n" + markdown_table(top, max_rows=5)
+            metadata[f"top_cells/{label}"] = dg.MetadataValue.md(table)
+    metadata |= {
+        "model_uri": version.model_uri,
+        "n_cells": out.n_cells,
+        "folder": dg.MetadataValue.path(str(pngs["cluster_map"].parent)),
+    }
+    return metadata
 
 
 def build_embedding_maps(cities: Cities) -> dg.AssetsDefinition:
@@ -26,9 +76,9 @@ def build_embedding_maps(cities: Cities) -> dg.AssetsDefinition:
         kinds={"matplotlib", "mlflow"},
         code_version="1",
         description=(
-            "PNG maps of the exact version calliper_model registered: k-means clusters and "
+            "PNG maps of the exact version `calliper_model` registered: k-means clusters and "
             "principal components of the cell embeddings, and text-to-location retrieval "
-            "heatmaps; also logged to the training's MLflow run under maps/."
+            "heatmaps; also logged to the training's MLflow run under `maps/`."
         ),
     )
     def embedding_maps(
@@ -39,6 +89,7 @@ def build_embedding_maps(cities: Cities) -> dg.AssetsDefinition:
         mlflow: MlflowResource,
     ) -> dg.MaterializeResult:
         from calliper_pipeline.steps import assess as assessment
+        from calliper_pipeline.tracking.runs import artifact_url
 
         city = cities.spec(context.partition_key)
         version = trained_version(context, city.key)
@@ -56,17 +107,12 @@ def build_embedding_maps(cities: Cities) -> dg.AssetsDefinition:
             width_px=config.width_px,
         )
         context.log.info(f"{version.model_uri}: {len(out.figures)} files, {out.n_cells} cells")
-        pngs = {name: path for name, path in out.figures.items() if path.suffix == ".png"}
-        metadata: dict[str, Any] = {
-            "model_uri": version.model_uri,
-            "n_cells": out.n_cells,
-            "folder": dg.MetadataValue.path(str(next(iter(pngs.values())).parent)),
-        }
-        for name, path in pngs.items():
-            metadata[name] = png_markdown(path, name.replace("_", " "))
-        for query, top in out.top_cells.items():
-            table = f"**{query}**\n\n" + markdown_table(top, max_rows=5)
-            metadata[f"top_cells_{assessment.slug(query)}"] = dg.MetadataValue.md(table)
-        return dg.MaterializeResult(metadata=metadata)
+        cluster_url = None
+        if version.run_id:
+            png = out.figures["cluster_map"].name
+            cluster_url = artifact_url(mlflow.tracking(), version.run_id, f"maps/{png}")
+        return dg.MaterializeResult(
+            metadata=_maps_metadata(out, version, config, cluster_url, assessment.slug)
+        )
 
     return embedding_maps

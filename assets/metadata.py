@@ -1,4 +1,13 @@
-"""Standard materialisation metadata: table schemas, markdown previews, embedded PNGs."""
+"""Standard materialisation metadata: table schemas, markdown previews, embedded PNGs.
+
+What the Dagster UI (1.13) shows: an asset's Events tab and its latest-materialisation panel
+list the entries in the order given; a markdown entry renders in place only while it is shorter
+than 1,000 characters (longer ones, every embedded PNG among them, open behind
+"[Show Markdown]"). So each materialisation leads with :func:`preview`: a short markdown of
+the headline figures (and, when an MLflow UI is known, the main picture as an image served by
+it), followed by the picture itself as a self-contained thumbnail (:func:`png_markdown`).
+Keys stay short (:data:`MAX_KEY_LEN`) and floats are rounded (:func:`rounded`).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +21,48 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-PREVIEW_WIDTH_PX = 900  # embedded PNGs are scaled down to this width (the files keep theirs)
+PREVIEW_WIDTH_PX = 640  # embedded PNGs are scaled down to this width (the files keep theirs)
+MAX_INLINE_MD = 1000  # the UI renders a markdown entry in place only below this length
+PALETTE_COLOURS = 128  # embedded PNGs: a 640 px heatmap stays under ~130 kB of base64
+MAX_KEY_LEN = 40  # metadata keys stay this short (the UI cuts labels at 50 characters)
+SIGNIFICANT_DIGITS = 4
+PREVIEW = "preview"  # the first entry of every materialisation
+
+
+def rounded(value: float) -> float:
+    """``value`` to :data:`SIGNIFICANT_DIGITS` significant digits (NaN and inf unchanged)."""
+    value = float(value)
+    if not math.isfinite(value):
+        return value
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+
+
+def fmt(value: float | int | None, pct: bool = False) -> str:
+    """A number for prose: thousands separators for ints, 4 significant digits for floats,
+    ``pct`` shows a share in [0, 1] as a percentage with one decimal."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if pct:
+        return f"{100.0 * float(value):.1f} %"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return f"{rounded(value):,.{SIGNIFICANT_DIGITS}g}"
+
+
+def preview(
+    lines: list[str], image: tuple[str, str | None] | None = None
+) -> dg.MarkdownMetadataValue:
+    """The short markdown that leads a materialisation: ``lines`` (one fact each) and, when its
+    URL is known, ``image = (alt, url)``. The image is dropped if the markdown would otherwise
+    reach :data:`MAX_INLINE_MD` characters (then the UI would hide it behind a button)."""
+    text = "  \n".join(lines)
+    if image is not None and image[1]:
+        with_image = f"{text}\n\n![{image[0]}]({image[1]})"
+        if len(with_image) < MAX_INLINE_MD:
+            text = with_image
+    if len(text) >= MAX_INLINE_MD:
+        raise ValueError(f"preview of {len(text)} characters would not render in place")
+    return dg.MetadataValue.md(text)
 
 
 def column_schema(df: pd.DataFrame) -> dg.TableSchemaMetadataValue:
@@ -41,7 +91,8 @@ def markdown_table(df: pd.DataFrame, max_rows: int = 10) -> str:
 
 
 def png_markdown(path: Path, alt: str, width_px: int = PREVIEW_WIDTH_PX) -> dg.MetadataValue:
-    """The PNG as an inline base64 image in markdown, scaled down to ``width_px`` if wider."""
+    """The PNG as an inline base64 image in markdown: scaled down to ``width_px`` if wider and
+    reduced to a 128-colour palette, so a map stays under 150 kB of markdown."""
     from PIL import Image
 
     buf = io.BytesIO()
@@ -50,13 +101,14 @@ def png_markdown(path: Path, alt: str, width_px: int = PREVIEW_WIDTH_PX) -> dg.M
         if small.width > width_px:
             height = round(small.height * width_px / small.width)
             small = small.resize((width_px, height), Image.Resampling.LANCZOS)
+        small = small.quantize(colors=PALETTE_COLOURS, method=Image.Quantize.MEDIANCUT)
         small.save(buf, format="PNG", optimize=True)
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{data})")
 
 
 def numbers(values: Mapping[str, float | int]) -> dict[str, dg.MetadataValue]:
-    """Numeric metadata: ints stay ints and floats floats, so the UI plots them over time."""
+    """Numeric metadata: ints stay ints and floats floats (rounded), so the UI plots them."""
     out: dict[str, dg.MetadataValue] = {}
     for key, value in values.items():
         if isinstance(value, bool):
@@ -64,7 +116,7 @@ def numbers(values: Mapping[str, float | int]) -> dict[str, dg.MetadataValue]:
         elif isinstance(value, int):
             out[key] = dg.MetadataValue.int(value)
         else:
-            out[key] = dg.MetadataValue.float(float(value))
+            out[key] = dg.MetadataValue.float(rounded(value))
     return out
 
 

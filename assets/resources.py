@@ -2,7 +2,8 @@
 
 :func:`default_resources` builds them from :mod:`calliper_pipeline.settings` (environment
 variables ``CALLIPER_HOME``, ``CALLIPER_DATA_ROOT``) plus ``CALLIPER_TEXT_ENCODER``
-(``minilm``/``hashing``), ``CALLIPER_TEXT_DEVICE`` and ``MLFLOW_TRACKING_URI``. Nothing is
+(``minilm``/``hashing``), ``CALLIPER_TEXT_DEVICE``, ``MLFLOW_TRACKING_URI`` and
+``CALLIPER_MLFLOW_UI`` (the MLflow UI that links and preview images point at). Nothing is
 created on disk until a run uses a resource.
 """
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:  # torch and mlflow load only when a run needs them
     from calliper_pipeline.text.encoders import TextEncoder
     from calliper_pipeline.tracking.runs import TrackingConfig
 
+# `make mlflow-ui` serves the local store here: links and inline images of a local store point at it
+LOCAL_MLFLOW_UI = "http://127.0.0.1:5000"
 DUCKDB_POOL = "duckdb"  # DuckDB allows one writing process: its users share this pool (limit 1)
 _LOCK_MESSAGES = ("Could not set lock", "Conflicting lock")
 
@@ -112,6 +115,11 @@ class MlflowResource(dg.ConfigurableResource):
     registry_uri: str = Field(default="", description="'' = the tracking URI")
     artifact_location: str = Field(default="", description="artifact root of a new experiment")
     experiment: str = Field(default="calliper", description="MLflow experiment name")
+    ui_url: str = Field(
+        default="",
+        description="MLflow UI for links and inline images; '' = the tracking URI when it is "
+        f"http(s), else {LOCAL_MLFLOW_UI} (what `make mlflow-ui` serves)",
+    )
 
     def tracking(self) -> TrackingConfig:
         """The library's TrackingConfig (the local store's folder is created here)."""
@@ -120,12 +128,15 @@ class MlflowResource(dg.ConfigurableResource):
         if not self.tracking_uri:
             if not self.store_dir:
                 raise ValueError("MlflowResource needs tracking_uri or store_dir")
-            return replace(runs.default_tracking(Path(self.store_dir)), experiment=self.experiment)
+            local = runs.default_tracking(Path(self.store_dir))
+            ui = self.ui_url or LOCAL_MLFLOW_UI
+            return replace(local, experiment=self.experiment, ui_url=ui)
         return runs.TrackingConfig(
             tracking_uri=self.tracking_uri,
             registry_uri=self.registry_uri or None,
             experiment=self.experiment,
             artifact_location=self.artifact_location or None,
+            ui_url=self.ui_url or None,
         )
 
 
@@ -134,14 +145,18 @@ def local_resources(
     text_encoder: str = "minilm",
     text_device: str = "cpu",
     tracking_uri: str = "",
+    mlflow_ui: str = "",
 ) -> dict[str, Any]:
     """Resources rooted at ``s.home``: warehouse, figures and (without a tracking URI) the
-    local MLflow store all live there; inputs come from ``s.data_root``."""
+    local MLflow store all live there; inputs come from ``s.data_root``. ``mlflow_ui``: see
+    :attr:`MlflowResource.ui_url`."""
     return {
         "duckdb": DuckDBResource(path=str(s.warehouse)),
         "text_encoder": TextEncoderResource(name=text_encoder, device=text_device),
         "data": DataLocationResource(data_root=str(s.data_root), home=str(s.home)),
-        "mlflow": MlflowResource(tracking_uri=tracking_uri, store_dir=str(s.mlflow_dir)),
+        "mlflow": MlflowResource(
+            tracking_uri=tracking_uri, store_dir=str(s.mlflow_dir), ui_url=mlflow_ui
+        ),
     }
 
 
@@ -155,6 +170,7 @@ def default_resources(
         text_encoder=env.get("CALLIPER_TEXT_ENCODER", "minilm"),
         text_device=env.get("CALLIPER_TEXT_DEVICE", "cpu"),
         tracking_uri=env.get("MLFLOW_TRACKING_URI", ""),
+        mlflow_ui=env.get("CALLIPER_MLFLOW_UI", ""),
     )
 
 

@@ -6,7 +6,14 @@ import dagster as dg
 
 from assets.config import TrainingConfig
 from assets.embeddings import TEXT_EMBEDDINGS
-from assets.metadata import latest_materialization_metadata, numbers, png_markdown
+from assets.metadata import (
+    PREVIEW,
+    fmt,
+    latest_materialization_metadata,
+    numbers,
+    png_markdown,
+    preview,
+)
 from assets.partitions import Cities
 from assets.resources import (
     DataLocationResource,
@@ -35,8 +42,9 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
         kinds={"pytorch", "mlflow"},
         code_version="1",
         description=(
-            "The contrastively trained location encoder: an MLflow run in experiment 'calliper' "
-            "and a registered version of calliper_<city> carrying the alias 'candidate'."
+            "The contrastively trained location encoder: an MLflow run in experiment "
+            "`calliper` and a registered version of `calliper_<city>` carrying the alias "
+            "`candidate`."
         ),
     )
     def calliper_model(
@@ -48,6 +56,8 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
         mlflow: MlflowResource,
     ) -> dg.MaterializeResult:
         from calliper_pipeline.steps import train as training
+        from calliper_pipeline.tracking.registry import model_aliases
+        from calliper_pipeline.tracking.runs import artifact_url
         from calliper_pipeline.training.inputs import training_inputs
 
         city = cities.spec(context.partition_key)
@@ -79,25 +89,58 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
         )
         v = out.version
         context.log.info(f"registered {v.model_uri} (alias candidate), MLflow run {out.run_id}")
-        return dg.MaterializeResult(metadata=_training_metadata(out, config, run_cfg))
+        tracking = mlflow.tracking()
+        aliases = tuple(a for a, n in model_aliases(tracking, v.name).items() if n == v.version)
+        curve_url = artifact_url(tracking, out.run_id, f"figures/{out.curve_png.name}")
+        return dg.MaterializeResult(
+            metadata=_training_metadata(out, config, run_cfg, aliases, curve_url)
+        )
 
     return calliper_model
 
 
-def _training_metadata(out: Any, config: TrainingConfig, run_cfg: Any) -> dict[str, Any]:
-    """The materialisation's metadata: MLflow run and model, the curve, numbers as numbers."""
+def _training_preview(
+    out: Any, aliases: tuple[str, ...], curve_url: str | None
+) -> dg.MetadataValue:
+    v = out.version
+    r = out.retrieval
+    lines = [
+        f"**{v.name} v{v.version}** · aliases: {', '.join(aliases) or 'none'}",
+        f"best val loss **{fmt(out.best_val_loss)}** at epoch {out.best_epoch} of "
+        f"{len(out.history)} · {fmt(out.seconds_per_epoch)} s/epoch",
+        f"retrieval recall@1% **{fmt(r.get('recall_at_1pct'), pct=True)}** · "
+        f"@10% **{fmt(r.get('recall_at_10pct'), pct=True)}** · "
+        f"median rank {fmt(r.get('median_rank_pct'))} % of cells",
+        f"{out.n_train:,} train / {out.n_val:,} val points, {out.n_texts:,} texts",
+    ]
+    if out.run_url and out.run_url.startswith(("http://", "https://")):
+        lines.append(f"[MLflow run]({out.run_url})")
+    return preview(lines, ("training curve", curve_url))
+
+
+def _training_metadata(
+    out: Any,
+    config: TrainingConfig,
+    run_cfg: Any,
+    aliases: tuple[str, ...] = (),
+    curve_url: str | None = None,
+) -> dict[str, Any]:
+    """The materialisation's metadata: the preview, the curve, MLflow run and model (with its
+    aliases), numbers as numbers."""
     v = out.version
     return {
-        "mlflow_run_id": out.run_id,
-        "mlflow_run_url": _link(out.run_url),
+        PREVIEW: _training_preview(out, aliases, curve_url),
+        "training_curve": png_markdown(out.curve_png, "training curve"),
+        "mlflow_run": _link(out.run_url),
+        "aliases": ", ".join(aliases),
+        "model_uri": v.model_uri,
         "model_name": v.name,
         "model_version": v.version,
-        "model_uri": v.model_uri,
+        "mlflow_run_id": out.run_id,
         "snapshot_hash": out.snapshot_hash,
         "preset": config.preset,
         "objective": run_cfg.objective.name,
         "description_variant": config.description_variant,
-        "training_curve": png_markdown(out.curve_png, "training curve"),
         **numbers(
             {
                 "embedding_dim": run_cfg.encoder.embed_dim * run_cfg.objective.heads,
@@ -116,7 +159,8 @@ def _training_metadata(out: Any, config: TrainingConfig, run_cfg: Any) -> dict[s
 
 
 def _link(url: str | None) -> dg.MetadataValue:
-    """A URL for a tracking server; for a local store, the text saying how to open it."""
+    """The run's page in the MLflow UI as a link (the resource always knows a UI URL for a
+    local store: ``make mlflow-ui``'s); any other note as text."""
     if url and url.startswith(("http://", "https://")):
         return dg.MetadataValue.url(url)
     return dg.MetadataValue.text(url or "")

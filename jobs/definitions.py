@@ -11,6 +11,8 @@ When things run:
 - on demand: job ``city_refresh`` (observe + the whole chain of a partition) and ``retrain``
   (``calliper_model`` and everything downstream of it).
 
+Every run carries the tag ``calliper/launched_by`` (see :mod:`jobs.origin`).
+
 ``workspace.yaml`` loads this module; ``defs`` is built from the environment (see
 :mod:`calliper_pipeline.settings` and :func:`assets.resources.default_resources`).
 """
@@ -27,11 +29,15 @@ from assets.resources import default_resources
 from assets.training import CALLIPER_MODEL
 from calliper_pipeline import settings
 from calliper_pipeline.cities.spec import CitySpec, load_city_registry
+from jobs.origin import LAUNCHED_BY, SCHEDULE, SENSOR, WEBSERVER
 
 OBSERVE_JOB = "poi_snapshot_observation"
 CITY_REFRESH_JOB = "city_refresh"
 RETRAIN_JOB = "retrain"
 AUTOMATION_SENSOR = "calliper_automation"
+# runs of these jobs launched from the UI or over GraphQL; every other door overrides the tag
+# (job tags, not run_tags: a GraphQL launch merges only the job's tags into the run's)
+WEBSERVER_RUN_TAGS = {LAUNCHED_BY: WEBSERVER}
 
 
 def _snapshot_schedule(city_key: str, cron: str, job: Any) -> dg.ScheduleDefinition:
@@ -40,10 +46,10 @@ def _snapshot_schedule(city_key: str, cron: str, job: Any) -> dg.ScheduleDefinit
         cron_schedule=cron,
         job=job,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Observe the POI snapshot of {city_key} (its hash) on the city's cron.",
+        description=f"Observe the POI snapshot of `{city_key}` (its hash) on the city's cron.",
     )
     def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        return dg.RunRequest(partition_key=city_key)
+        return dg.RunRequest(partition_key=city_key, tags={LAUNCHED_BY: SCHEDULE})
 
     return _schedule
 
@@ -64,18 +70,21 @@ def build_definitions(
         selection=dg.AssetSelection.assets(snapshot_key),
         partitions_def=parts,
         description="Hash a city's POI snapshot file (an observation; changes trigger the chain).",
+        tags=WEBSERVER_RUN_TAGS,
     )
     city_refresh = dg.define_asset_job(
         CITY_REFRESH_JOB,
         selection=dg.AssetSelection.assets(snapshot_key, *(a.key for a in graph.assets)),
         partitions_def=parts,
         description="Observe, ingest, embed, train, evaluate, promote and map one city.",
+        tags=WEBSERVER_RUN_TAGS,
     )
     retrain = dg.define_asset_job(
         RETRAIN_JOB,
         selection=dg.AssetSelection.assets(CALLIPER_MODEL).downstream(),
         partitions_def=parts,
         description="Train a city again (new config or code) and everything downstream.",
+        tags=WEBSERVER_RUN_TAGS,
     )
     schedules = [
         _snapshot_schedule(key, spec.refresh_cron, observe) for key, spec in sorted(specs.items())
@@ -85,6 +94,7 @@ def build_definitions(
         target=dg.AssetSelection.all(),
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Evaluates the assets' automation conditions (eager: new upstream data).",
+        run_tags={LAUNCHED_BY: SENSOR},
     )
     return dg.Definitions(
         assets=[graph.snapshot, *graph.assets],

@@ -22,6 +22,7 @@ import dagster as dg
 from assets.config import EvaluationConfig, MapsConfig, TrainingConfig
 from calliper_pipeline import settings
 from jobs.definitions import CITY_REFRESH_JOB, build_definitions
+from jobs.origin import CLI, PYTHON_API, RUN_CITY_MODULE, door_tags
 
 logger = logging.getLogger("calliper.run_city")
 
@@ -106,11 +107,13 @@ def materialize_city(
     job_name: str = CITY_REFRESH_JOB,
     defs: dg.Definitions | None = None,
     s: settings.Settings | None = None,
+    launched_by: str = PYTHON_API,
 ) -> dg.ExecuteInProcessResult:
     """Run ``job_name`` for partition ``city_key`` in this process, recorded in the instance
     at ``instance_home`` (default ``<home>/dagster``). ``s``: the paths and city files
-    (default: from the environment). Does not raise on a failed step: check
-    ``result.success``. Op config for ops outside the job is dropped."""
+    (default: from the environment); ``launched_by``: the door, tagged on the run (see
+    :mod:`jobs.origin`). Does not raise on a failed step: check ``result.success``. Op config
+    for ops outside the job is dropped."""
     s = s or settings.from_env()
     home = ensure_dagster_home(instance_home or s.dagster_home)
     defs = defs or build_definitions(s)
@@ -120,7 +123,11 @@ def materialize_city(
         config["ops"] = {k: v for k, v in config["ops"].items() if job.graph.has_node_named(k)}
     with dg.DagsterInstance.from_config(str(home)) as instance:
         result = job.execute_in_process(
-            run_config=config, instance=instance, partition_key=city_key, raise_on_error=False
+            run_config=config,
+            instance=instance,
+            partition_key=city_key,
+            raise_on_error=False,
+            tags=door_tags(launched_by),
         )
     return result
 
@@ -220,10 +227,12 @@ def run(
     command: str = "calliper run",
     log_level: str = "INFO",
     s: settings.Settings | None = None,
+    launched_by: str = CLI,
 ) -> int:
     """Materialise ``city_refresh`` for ``city_key`` once per description variant; write the
     results section to ``results_path`` when given. ``s``: the paths and city files (default:
-    from the environment). Returns a process exit status."""
+    from the environment); ``launched_by``: the door, tagged on each run. Returns a process
+    exit status."""
     s = s or settings.from_env()
     home = dagster_home or s.dagster_home
     runs: dict[str, dg.ExecuteInProcessResult] = {}
@@ -237,7 +246,7 @@ def run(
                 **dict(overrides or {}),
             )
             config = build_run_config(training, log_level=log_level)
-        result = materialize_city(city_key, home, config, s=s)
+        result = materialize_city(city_key, home, config, s=s, launched_by=launched_by)
         for line in summarise(result):
             logger.info(line)
         status = "succeeded" if result.success else "FAILED"
@@ -257,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m jobs.run_city [options]`` = ``calliper run [options]``."""
     from jobs.cli.parser import main as cli_main
 
-    return cli_main(["run", *(sys.argv[1:] if argv is None else argv)])
+    args = sys.argv[1:] if argv is None else argv
+    return cli_main(["run", "--launched-by", RUN_CITY_MODULE, *args])
 
 
 if __name__ == "__main__":

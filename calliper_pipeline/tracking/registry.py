@@ -88,6 +88,13 @@ def registered_model_name(city: str) -> str:
     return f"calliper_{city}"
 
 
+def model_aliases(tracking: TrackingConfig, name: str) -> dict[str, str]:
+    """Every alias of registered model ``name`` and the version holding it, e.g.
+    ``{"candidate": "3", "champion": "2"}`` (sorted by alias)."""
+    aliases = tracking.client().get_registered_model(name).aliases
+    return {alias: str(aliases[alias]) for alias in sorted(aliases)}
+
+
 # ---------------------------------------------------------------------------------------------
 # Logging and registering the model
 # ---------------------------------------------------------------------------------------------

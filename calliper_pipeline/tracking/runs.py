@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 
 import mlflow
 from mlflow import MlflowClient
@@ -60,13 +60,23 @@ class TrackingConfig:
     ``registry_uri`` defaults to ``tracking_uri``. ``artifact_location`` is used only when this
     module creates the experiment (for a local SQLite store it must be set, or MLflow puts
     artifacts in ``./mlruns`` of whatever the working directory is); leave it ``None`` for a
-    tracking server that serves artifacts (``mlflow server --serve-artifacts``).
+    tracking server that serves artifacts (``mlflow server --serve-artifacts``). ``ui_url``:
+    the MLflow UI that shows this store, for links (default: the tracking URI when it is
+    http(s); for a local store, where ``mlflow ui`` serves it, e.g. ``http://127.0.0.1:5000``).
     """
 
     tracking_uri: str
     registry_uri: str | None = None
     experiment: str = "calliper"
     artifact_location: str | None = None
+    ui_url: str | None = None
+
+    @property
+    def ui_base(self) -> str | None:
+        """The MLflow UI's base URL (no trailing slash), or None when none is known."""
+        if urlparse(self.tracking_uri).scheme in ("http", "https"):
+            return self.ui_url.rstrip("/") if self.ui_url else self.tracking_uri.rstrip("/")
+        return self.ui_url.rstrip("/") if self.ui_url else None
 
     @property
     def effective_registry_uri(self) -> str:
@@ -286,7 +296,8 @@ def attach_run(tracking: TrackingConfig, run_id: str, city: str) -> RunHandle:
 
 
 def run_url(tracking: TrackingConfig, run_id: str) -> str | None:
-    """Where to see a run: the UI URL for http(s) tracking; for a local store, how to open it.
+    """Where to see a run: the UI URL (:attr:`TrackingConfig.ui_base`); for a local store
+    without a UI URL, how to open it.
 
     ``None`` when the run cannot be found.
     """
@@ -295,13 +306,22 @@ def run_url(tracking: TrackingConfig, run_id: str) -> str | None:
     except MlflowException:
         return None
     fragment = f"#/experiments/{experiment_id}/runs/{run_id}"
-    if urlparse(tracking.tracking_uri).scheme in ("http", "https"):
-        return f"{tracking.tracking_uri.rstrip('/')}/{fragment}"
+    if tracking.ui_base is not None:
+        return f"{tracking.ui_base}/{fragment}"
     return (
         f"run {run_id} is in a local store; open it with `mlflow ui --workers 1 "
         f"--backend-store-uri {tracking.tracking_uri} --port 5000`, "
         f"then http://127.0.0.1:5000/{fragment}"
     )
+
+
+def artifact_url(tracking: TrackingConfig, run_id: str, path: str) -> str | None:
+    """The URL at which the MLflow UI serves one artifact of a run (e.g. an inline image), or
+    None when no UI URL is known."""
+    if tracking.ui_base is None:
+        return None
+    query = urlencode({"path": path, "run_uuid": run_id})
+    return f"{tracking.ui_base}/get-artifact?{query}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -144,6 +144,7 @@ def run(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> 
         dagster_home=args.dagster_home,
         command=command,
         s=s,
+        launched_by=args.launched_by,
     )
 
 

@@ -25,6 +25,7 @@ from calliper_pipeline import presets
 from calliper_pipeline import settings as settings_mod
 from calliper_pipeline.cities.spec import CitySpec, get_city, load_city_registry
 from calliper_pipeline.errors import CalliperError
+from jobs import origin
 from jobs.cli import commands
 
 logger = logging.getLogger("calliper")
@@ -152,6 +153,13 @@ def _run_parser(sub: Any) -> None:
     p.add_argument("--results", type=Path, help="write the results section to this Markdown file")
     p.add_argument("--tiny", action="store_true", help="seconds-scale smoke settings")
     p.add_argument("--dagster-home", type=Path, help="instance folder (HOME/dagster)")
+    p.add_argument(
+        "--launched-by",
+        default=origin.CLI,
+        metavar="DOOR",
+        help=f"tag {origin.LAUNCHED_BY} of the runs, shown in the Dagster UI (default: "
+        f"{origin.CLI}; make run passes {origin.MAKE_RUN})",
+    )
 
 
 def _experiment_parser(sub: Any) -> None:
@@ -229,15 +237,31 @@ def city_from(args: argparse.Namespace, s: settings_mod.Settings) -> CitySpec:
 
 
 COMMAND_ALIASES = {"run-all": "run"}
+# Libraries whose INFO lines are not the pipeline's progress: the schema migrations that open
+# every SQLite store (Dagster's instance, MLflow's tracking store) log ~30 of them per run, and
+# MLflow narrates its store set-up and model validation.
+QUIET_LOGGERS = ("alembic", "sqlalchemy", "mlflow")
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """The console: the pipeline's progress at INFO (everything at DEBUG with ``verbose``);
+    :data:`QUIET_LOGGERS` only from WARNING, and no MLflow download progress bars, unless
+    ``verbose``."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
+    if not verbose:  # MLflow sets its loggers' level from this variable when it is imported
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.verbose)
     name = COMMAND_ALIASES.get(args.command, args.command)
     handler = getattr(commands, name.replace("-", "_"))
     command_line = "calliper " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))

@@ -1,4 +1,5 @@
-"""Pieces of the Dagster layer on their own: run config, promotion, the DuckDB lock wait."""
+"""Pieces of the Dagster layer on their own: run config, promotion, the DuckDB lock wait, the
+metadata helpers."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import duckdb
 import pytest
 
 from assets.config import EvaluationConfig, PromotionConfig, TrainingConfig
+from assets.maps import query_label
+from assets.metadata import MAX_INLINE_MD, fmt, numbers, preview, rounded
 from assets.resources import DuckDBResource
 from calliper_pipeline import presets
 from calliper_pipeline.config import RunConfig
@@ -74,3 +77,31 @@ def test_duckdb_resource_waits_for_another_process_lock(tmp_path: Path) -> None:
         assert time.monotonic() - start > 0.2
     finally:
         holder.wait(timeout=30)
+
+
+def test_rounding_and_numbers() -> None:
+    assert rounded(0.123456789) == 0.1235 and rounded(6439.123) == 6439.0
+    assert rounded(1.23456e-5) == 1.235e-5 and rounded(float("inf")) == float("inf")
+    values = numbers({"loss": 4.123456, "n": 3, "ok": True})
+    assert values["loss"].value == 4.123 and values["n"].value == 3 and values["ok"].value is True
+    assert fmt(0.34167, pct=True) == "34.2 %" and fmt(1234567) == "1,234,567"
+    assert fmt(4.59171) == "4.592" and fmt(None) == "n/a"
+
+
+def test_preview_stays_short_enough_to_render_in_place() -> None:
+    md = preview(["**a**", "b"], ("map", "http://127.0.0.1:5000/get-artifact?path=maps%2Fa.png"))
+    assert md.value == "**a**  \nb\n\n![map](http://127.0.0.1:5000/get-artifact?path=maps%2Fa.png)"
+    assert preview(["a"], ("map", None)).value == "a"  # no MLflow UI known: no image
+    long_url = "http://h/" + "x" * (MAX_INLINE_MD - 20)
+    assert preview(["a"], ("map", long_url)).value == "a"  # the image goes, the figures stay
+    with pytest.raises(ValueError, match="would not render in place"):
+        preview(["y" * MAX_INLINE_MD])
+
+
+def test_query_labels_are_short_keys() -> None:
+    assert query_label("a place of pubs and bars, a type of eating and drinking") == "pubs_and_bars"
+    assert query_label("A place of railway stations, a type of public transport") == (
+        "railway_stations"
+    )
+    assert query_label("the quietest parks in the whole city") == "the_quietest_parks_i"
+    assert query_label("!!!") == "query"

@@ -8,10 +8,12 @@ materialises ``pois`` and ``text_embeddings`` again; the tests read what both ru
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import dagster as dg
 import numpy as np
@@ -19,7 +21,8 @@ import pandas as pd
 import pytest
 
 from assets import CityAssets, build_city_assets
-from assets.resources import local_resources
+from assets.metadata import MAX_INLINE_MD, MAX_KEY_LEN, PREVIEW, SIGNIFICANT_DIGITS
+from assets.resources import LOCAL_MLFLOW_UI, local_resources
 from calliper_pipeline import presets, settings
 from calliper_pipeline.constants import EVALUATION_TABLE, POI_COLUMNS
 from calliper_pipeline.hashing import file_hash
@@ -61,6 +64,10 @@ class Chain:
         mats = res.asset_materializations_for_node(key)
         assert len(mats) == 1, f"{key}: {len(mats)} materialisations"
         return {k: v.value for k, v in mats[0].metadata.items()}
+
+    def raw_metadata(self, key: str) -> dict[str, dg.MetadataValue]:
+        (mat,) = self.first.asset_materializations_for_node(key)
+        return dict(mat.metadata)
 
     @property
     def tracking(self) -> TrackingConfig:
@@ -134,7 +141,8 @@ def test_pois_metadata_and_tables(chain: Chain) -> None:
     for reason, n in BAD_ROWS.items():
         assert meta[f"quarantined_{reason.replace(' ', '_')}"] == n
     assert [c.name for c in meta["dagster/column_schema"].columns] == list(POI_COLUMNS)
-    assert meta["preview"].startswith("| city | poi_id |")
+    assert meta["sample"].startswith("| city | poi_id |")
+    assert meta["preview"].startswith(f"**{N_POIS:,} POIs** of ")
     mat = chain.first.asset_materializations_for_node("pois")[0]
     assert mat.tags["dagster/data_version"] == chain.first_hash
     with connect(chain.resources["duckdb"].path, read_only=True) as con:
@@ -169,8 +177,14 @@ def test_model_is_one_mlflow_run_and_a_registered_candidate(chain: Chain) -> Non
     assert np.isfinite(meta["best_val_loss"]) and meta["pois_per_second"] > 0
     assert meta["training_curve"].startswith("![training curve](data:image/png;base64,")
     assert 0.0 <= meta["retrieval_recall_at_10pct"] <= 1.0
+    assert meta["aliases"] == "candidate"  # champion moves later, in calliper_champion
+    assert f"**calliper_{CITY} v1** · aliases: candidate" in meta["preview"]
     client = chain.tracking.client()
     run = client.get_run(meta["mlflow_run_id"])
+    link = chain.raw_metadata("calliper_model")["mlflow_run"]
+    assert isinstance(link, dg.UrlMetadataValue)  # make mlflow-ui's address for a local store
+    exp = run.info.experiment_id
+    assert link.url == f"{LOCAL_MLFLOW_UI}/#/experiments/{exp}/runs/{run.info.run_id}"
     assert run.data.tags["city"] == CITY
     assert run.data.tags["snapshot_hash"] == chain.first_hash
     assert run.data.tags["dagster_run_id"] == chain.first.run_id
@@ -202,6 +216,9 @@ def test_evaluations_use_the_exact_version_and_land_in_duckdb(chain: Chain) -> N
     assert luc["model_uri"] == sdm["model_uri"] == uri
     assert 0.0 <= luc["luc_mlp_f1"] <= 1.0 and sdm["sdm_mlp_kl"] >= 0.0
     assert luc["results_table"].startswith("![luc results](data:image/png;base64,")
+    # the preview puts our headline metric beside the best baseline's (cached rows included)
+    assert "random split: ours **" in luc["preview"] and "best baseline (" in luc["preview"]
+    assert "n/a" not in luc["preview"] + sdm["preview"]
     with connect(chain.resources["duckdb"].path, read_only=True) as con:
         rows = con.execute(
             f"SELECT task, count(*) FROM {EVALUATION_TABLE} WHERE city = ? AND model_version = '1' "
@@ -214,6 +231,8 @@ def test_evaluations_use_the_exact_version_and_land_in_duckdb(chain: Chain) -> N
 def test_champion_gate_records_its_decision(chain: Chain) -> None:
     meta = chain.metadata("calliper_champion")
     assert meta["decision"] == "promoted" and meta["checks_passed"] is True
+    assert meta["aliases"] == "candidate, champion" and meta["champion_version"] == "1"
+    assert meta["preview"].startswith(f"**promoted**: `calliper_{CITY}` v1 holds candidate")
     assert meta["metric"] == "luc.mlp.f1"
     luc = chain.metadata("land_use_evaluation")
     assert meta["candidate_score"] == pytest.approx(luc["luc_mlp_f1"])
@@ -225,8 +244,10 @@ def test_embedding_maps_are_attached_and_written(chain: Chain) -> None:
     from PIL import Image
 
     meta = chain.metadata("embedding_maps")
-    names = [k for k in meta if k.startswith(("cluster_map", "pca_colour_map", "retrieval_"))]
-    assert len(names) == 3 and all(meta[k].startswith("![") for k in names)
+    names = [k for k in meta if k.startswith(("cluster_map", "pca_colour_map", "retrieval/"))]
+    assert names == ["cluster_map", "pca_colour_map", "retrieval/pubs"]  # the tiny run's query
+    assert all(meta[k].startswith("![") for k in names)
+    assert meta["top_cells/pubs"].startswith("**a place of pubs, a type of eating")
     folder = Path(meta["folder"])
     for png in ("cluster_map.png", "pca.png"):
         with Image.open(folder / png) as img:
@@ -242,3 +263,66 @@ def test_a_city_without_evaluation_sets_skips_cleanly(chain: Chain) -> None:
     (event,) = result.get_asset_materialization_events()
     meta = {k: v.value for k, v in event.materialization.metadata.items()}
     assert meta["skipped"] is True and "no land-use classification set" in meta["reason"]
+
+
+def _every_metadata(chain: Chain) -> list[tuple[str, dict[str, dg.MetadataValue]]]:
+    """(asset or check name, metadata) of every materialisation and check of both runs."""
+    out = []
+    for result in (chain.first, chain.second):
+        for event in result.get_asset_materialization_events():
+            mat = event.materialization
+            out.append((mat.asset_key.to_user_string(), dict(mat.metadata)))
+        for check in result.get_asset_check_evaluations():
+            out.append((check.check_name, dict(check.metadata)))
+    return out
+
+
+def test_metadata_keys_are_short_and_floats_rounded(chain: Chain) -> None:
+    entries = _every_metadata(chain)
+    assert len(entries) >= len(CHAIN_ASSETS) + 7
+    long_keys = [(name, k) for name, meta in entries for k in meta if len(k) > MAX_KEY_LEN]
+    assert long_keys == []
+    floats = [
+        (name, k, v.value)
+        for name, meta in entries
+        for k, v in meta.items()
+        if isinstance(v, dg.FloatMetadataValue) and v.value is not None
+    ]
+    assert len(floats) > 20
+    digits = SIGNIFICANT_DIGITS
+    unrounded = [f for f in floats if np.isfinite(f[2]) and f[2] != float(f"{f[2]:.{digits}g}")]
+    assert unrounded == []
+
+
+def test_every_materialisation_leads_with_a_short_preview(chain: Chain) -> None:
+    client = chain.tracking.client()
+    images = []
+    for name, meta in _every_metadata(chain):
+        if name not in CHAIN_ASSETS:
+            continue  # checks
+        first_key, first = next(iter(meta.items()))
+        assert first_key == PREVIEW, name
+        assert isinstance(first, dg.MarkdownMetadataValue)
+        assert 0 < len(first.value) < MAX_INLINE_MD, name  # the UI renders it in place
+        images += re.findall(r"!\[[^]]*\]\(([^)]+)\)", first.value)
+    # training curve, LUC and SDM tables, cluster map: served by the MLflow UI from the run
+    assert len(images) == 4
+    for url in images:
+        parsed = urlparse(url)
+        assert f"{parsed.scheme}://{parsed.netloc}" == LOCAL_MLFLOW_UI
+        assert parsed.path == "/get-artifact"
+        query = parse_qs(parsed.query)
+        (path,), (run_id,) = query["path"], query["run_uuid"]
+        folder = path.rsplit("/", 1)[0]
+        assert path in {a.path for a in client.list_artifacts(run_id, folder)}, url
+
+
+def test_embedded_pngs_are_small_thumbnails(chain: Chain) -> None:
+    pngs = {
+        (name, k): v.value
+        for name, meta in _every_metadata(chain)
+        for k, v in meta.items()
+        if isinstance(v, dg.MarkdownMetadataValue) and "data:image/png;base64," in v.value
+    }
+    assert len(pngs) == 6  # curve, 2 result tables, cluster map, PCA map, one heatmap
+    assert all(len(md) < 150_000 for md in pngs.values()), {k: len(v) for k, v in pngs.items()}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import re
+import shlex
 import tomllib
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import yaml
 from assets.resources import DUCKDB_POOL, default_resources, local_resources
 from calliper_pipeline import settings
 from calliper_pipeline.cities.spec import CitySpec
+from jobs.cli.parser import build_parser
 from jobs.definitions import (
     AUTOMATION_SENSOR,
     CITY_REFRESH_JOB,
@@ -20,6 +23,7 @@ from jobs.definitions import (
     RETRAIN_JOB,
     build_definitions,
 )
+from jobs.origin import LAUNCHED_BY, MAKE_RUN, PYTHON_API, SCHEDULE, SENSOR, USER_TAG, WEBSERVER
 from jobs.run_city import materialize_city
 from tests.support.graph import CHAIN_ASSETS
 from tests.support.paths import REPO_ROOT
@@ -115,6 +119,9 @@ def test_default_resources_follow_the_environment(tmp_path: Path) -> None:
     assert res["text_encoder"].name == "hashing"
     tracking = res["mlflow"].tracking()
     assert tracking.tracking_uri == f"sqlite:///{tmp_path / 'h' / 'mlflow' / 'mlflow.db'}"
+    assert tracking.ui_url == "http://127.0.0.1:5000"  # where make mlflow-ui serves it
+    moved = default_resources(env={**env, "CALLIPER_MLFLOW_UI": "http://localhost:5050/"})
+    assert moved["mlflow"].tracking().ui_base == "http://localhost:5050"
 
 
 def test_workspace_and_packaging_name_the_definitions_module() -> None:
@@ -152,3 +159,45 @@ def test_materialize_city_records_the_run_in_the_persistent_instance(
     with dg.DagsterInstance.from_config(str(home)) as instance:
         (run,) = instance.get_runs()
         assert run.run_id == result.run_id and run.tags["dagster/partition"] == "synthetic"
+        assert run.tags[LAUNCHED_BY] == run.tags[USER_TAG] == PYTHON_API
+
+
+def test_every_door_tags_where_its_runs_came_from(defs: Built) -> None:
+    d, _ = defs
+    for job in (OBSERVE_JOB, CITY_REFRESH_JOB, RETRAIN_JOB):  # the UI's and GraphQL's runs
+        assert d.resolve_job_def(job).tags == {LAUNCHED_BY: WEBSERVER}, job
+    schedule = d.resolve_schedule_def("synthetic_snapshot_observation")
+    with dg.build_schedule_context(repository_def=d.get_repository_def()) as context:
+        tick = schedule.evaluate_tick(context)
+    (request,) = tick.run_requests or []
+    assert request.partition_key == "synthetic" and request.tags[LAUNCHED_BY] == SCHEDULE
+    (sensor,) = d.sensors
+    assert isinstance(sensor, dg.AutomationConditionSensorDefinition)
+    assert sensor.run_tags == {LAUNCHED_BY: SENSOR}
+    # make run: the Makefile's command line, parsed by the CLI, names its door
+    makefile = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
+    recipe = makefile.split("\nrun: setup\n", 1)[1].splitlines()[0]
+    argv = shlex.split(recipe.replace("$(CITY)", "london"))
+    assert argv[0].endswith("/calliper")
+    assert build_parser().parse_args(argv[1:]).launched_by == MAKE_RUN
+
+
+_RAW_TAG = re.compile(r"<[A-Za-z_][\w.-]*>")  # the UI's markdown would swallow it as HTML
+
+
+def _without_code(text: str) -> str:
+    return re.sub(r"`[^`]*`", "", text)
+
+
+def test_descriptions_hold_no_raw_angle_bracket_words(defs: Built) -> None:
+    d, _ = defs
+    graph = d.resolve_asset_graph()
+    texts = {k.to_user_string(): graph.get(k).description for k in graph.get_all_asset_keys()}
+    texts |= {k.name: graph.get(k).description for k in graph.asset_check_keys}
+    jobs = (OBSERVE_JOB, CITY_REFRESH_JOB, RETRAIN_JOB)
+    texts |= {name: d.resolve_job_def(name).description for name in jobs}
+    texts |= {s.name: s.description for s in [*d.schedules, *d.sensors]}
+    assert sum(1 for v in texts.values() if v) >= 12
+    assert "`calliper_<city>`" in str(texts["calliper_model"])  # escaped, so the UI shows it
+    raw = {k: v for k, v in texts.items() if v and _RAW_TAG.search(_without_code(v))}
+    assert raw == {}

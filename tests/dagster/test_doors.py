@@ -29,6 +29,7 @@ from calliper_pipeline.tracking import serving
 from calliper_pipeline.tracking.runs import TrackingConfig, default_tracking
 from jobs.cli.parser import main
 from jobs.definitions import CITY_REFRESH_JOB
+from jobs.origin import CLI, LAUNCHED_BY, PYTHON_API, USER_TAG
 from jobs.run_city import materialize_city, tiny_run_config
 from tests.support.synthetic import CENTRE_WGS84, make_synthetic_city
 
@@ -105,6 +106,9 @@ def test_every_door_succeeds_and_is_recorded_in_the_instance(doors: Doors) -> No
     assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     assert all(r.tags["dagster/partition"] == CITY for r in runs)
     assert runs[1].run_id == doors.direct.run_id
+    # where each run came from, also shown in the UI's "Launched by" column (tag "user")
+    assert [r.tags[LAUNCHED_BY] for r in runs] == [CLI, PYTHON_API, CLI, CLI]
+    assert all(r.tags[USER_TAG] == r.tags[LAUNCHED_BY] for r in runs)
     assert (doors.home / "dagster" / "dagster.yaml").exists()
     # the CLI's --home reached the job: nothing went to the repository's default home
     assert (doors.home / "warehouse.duckdb").exists()

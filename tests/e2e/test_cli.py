@@ -1,16 +1,23 @@
 """The command line on a synthetic city: ingest, embed-texts, train (registers in MLflow),
-evaluate the registered version; and the results file's sections."""
+evaluate the registered version; the results file's sections; and the console of
+``python -m jobs.run_city`` as a user sees it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from calliper_pipeline.store import pois as store
 from calliper_pipeline.store.db import connect
 from jobs.cli.parser import build_parser, main
 from jobs.cli.results import write_section
+from jobs.origin import LAUNCHED_BY, RUN_CITY_MODULE, USER_TAG
+from tests.support.paths import REPO_ROOT
 from tests.support.synthetic import make_synthetic_city
 
 
@@ -63,3 +70,32 @@ def test_write_results_replaces_only_its_city(tmp_path: Path):
     text = path.read_text()
     assert "section A v2" in text and "section B" in text and "v1" not in text
     assert text.startswith("# Results")
+
+
+@pytest.mark.slow
+def test_run_city_console_is_the_pipelines_progress(tmp_path: Path) -> None:
+    """A tiny ``python -m jobs.run_city`` in a fresh process and a fresh home (so every SQLite
+    store is created and migrated): the console holds the pipeline's progress, not the
+    migrations' alembic/SQLAlchemy lines or MLflow's INFO chatter; the run is tagged with its
+    door. About a minute on 2 cores."""
+    make_synthetic_city(tmp_path / "city", n_pois=300, evaluation=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CALLIPER_", "MLFLOW_"))}
+    env |= {"CALLIPER_TEXT_ENCODER": "hashing", "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("DAGSTER_HOME", None)
+    home = tmp_path / "home"
+    argv = [sys.executable, "-m", "jobs.run_city", "--tiny", *_common(tmp_path / "city", home)]
+    proc = subprocess.run(
+        argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    console = proc.stdout + proc.stderr
+    assert proc.returncode == 0, console[-4000:]
+    lines = console.splitlines()
+    noise = [ln for ln in lines if any(w in ln.lower() for w in ("alembic", "sqlalchemy"))]
+    assert noise == []
+    assert [ln for ln in lines if " INFO mlflow" in ln] == []
+    assert any("calliper_model - epoch 1/2" in ln for ln in lines), console[-4000:]
+    assert any("materialised calliper_model[synthetic]" in ln for ln in lines)
+    assert lines[-1].endswith("[calliper]: succeeded"), lines[-1]
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        (run,) = instance.get_runs()
+    assert run.tags[LAUNCHED_BY] == run.tags[USER_TAG] == RUN_CITY_MODULE

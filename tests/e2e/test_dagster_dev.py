@@ -3,12 +3,15 @@
 Starts ``dagster dev -w workspace.yaml`` on a free loopback port with a temporary DAGSTER_HOME
 and CALLIPER_HOME and a synthetic city added through CALLIPER_CITIES, launches ``city_refresh``
 for the synthetic partition over GraphQL, waits for success, reads the materialisations'
-metadata back over GraphQL, and stops the server by its process group.
+metadata back over GraphQL as the UI does (entry types: url, float, markdown with an image;
+the preview first; short keys; escaped descriptions; the run's origin tag), and stops the
+server by its process group.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,9 +26,13 @@ import pytest
 import requests
 from dagster_graphql import DagsterGraphQLClient
 
+from assets.metadata import MAX_INLINE_MD, MAX_KEY_LEN, PREVIEW
+from assets.resources import LOCAL_MLFLOW_UI
 from calliper_pipeline.tracking.runs import default_tracking
 from jobs.definitions import CITY_REFRESH_JOB
+from jobs.origin import LAUNCHED_BY, SCHEDULE, SENSOR, WEBSERVER
 from jobs.run_city import ensure_dagster_home, tiny_run_config
+from tests.support.graph import CHAIN_ASSETS
 from tests.support.paths import REPO_ROOT
 from tests.support.synthetic import make_synthetic_city
 
@@ -45,16 +52,20 @@ query ($key: AssetKeyInput!, $partition: String!) {
         partition
         metadataEntries {
           label
+          __typename
           ... on IntMetadataEntry { intValue }
           ... on FloatMetadataEntry { floatValue }
           ... on TextMetadataEntry { text }
           ... on BoolMetadataEntry { boolValue }
+          ... on UrlMetadataEntry { url }
+          ... on MarkdownMetadataEntry { mdStr }
         }
       }
     }
   }
 }
 """
+DESCRIPTIONS = "{ assetNodes { assetKey { path } description } }"
 LOCATIONS = """
 { workspaceOrError { ... on Workspace { locationEntries { name loadStatus
   locationOrLoadError { __typename ... on PythonError { message } } } } } }
@@ -150,14 +161,57 @@ def server(tmp_path: Path) -> Iterator[Server]:
     assert proc.returncode is not None
 
 
-def metadata(server: Server, asset: str) -> tuple[str, dict[str, Any]]:
+def entries(server: Server, asset: str) -> tuple[str, list[dict[str, Any]]]:
+    """The run id and the metadata entries (label, __typename, value) of the latest
+    materialisation of ``asset[CITY]``, in the order the UI lists them."""
     data = server.query(MATERIALIZATIONS, {"key": {"path": [asset]}, "partition": CITY})
     (mat,) = data["assetOrError"]["assetMaterializations"]
+    return mat["runId"], mat["metadataEntries"]
+
+
+def metadata(server: Server, asset: str) -> tuple[str, dict[str, Any]]:
+    run_id, listed = entries(server, asset)
     values = {}
-    for entry in mat["metadataEntries"]:
-        value = [v for k, v in entry.items() if k != "label"]
+    for entry in listed:
+        value = [v for k, v in entry.items() if k not in ("label", "__typename")]
         values[entry["label"]] = value[0] if value else None
-    return mat["runId"], values
+    return run_id, values
+
+
+def check_the_metadata_as_the_ui_reads_it(server: Server) -> None:
+    """What the asset pages show, through the webserver's GraphQL: a short preview first,
+    links as URL entries, numbers as (rounded) floats, pictures as markdown images; short keys
+    and descriptions whose ``<word>`` placeholders are escaped."""
+    for asset in CHAIN_ASSETS:
+        _, listed = entries(server, asset)
+        first = listed[0]
+        assert (first["label"], first["__typename"]) == (PREVIEW, "MarkdownMetadataEntry"), asset
+        assert len(first["mdStr"]) < MAX_INLINE_MD, asset
+        assert all(len(e["label"]) <= MAX_KEY_LEN for e in listed), asset
+        for e in listed:
+            if e["__typename"] == "FloatMetadataEntry" and e["floatValue"] is not None:
+                assert e["floatValue"] == float(f"{e['floatValue']:.4g}"), (asset, e)
+    _, model = entries(server, "calliper_model")
+    by_label = {e["label"]: e for e in model}
+    assert by_label["mlflow_run"]["__typename"] == "UrlMetadataEntry"
+    assert by_label["mlflow_run"]["url"].startswith(f"{LOCAL_MLFLOW_UI}/#/experiments/")
+    assert by_label["best_val_loss"]["__typename"] == "FloatMetadataEntry"
+    assert by_label["aliases"]["text"] == "candidate"
+    assert "aliases: candidate" in by_label[PREVIEW]["mdStr"]
+    curve = by_label["training_curve"]
+    assert curve["__typename"] == "MarkdownMetadataEntry"
+    assert curve["mdStr"].startswith("![training curve](data:image/png;base64,")
+    _, maps = entries(server, "embedding_maps")
+    by_label = {e["label"]: e for e in maps}
+    assert by_label["cluster_map"]["mdStr"].startswith("![cluster map](data:image/png;base64,")
+    assert "![cluster map](http://" in by_label[PREVIEW]["mdStr"]
+    _, champion = metadata(server, "calliper_champion")
+    assert champion["aliases"] == "candidate, champion"
+    nodes = server.query(DESCRIPTIONS)["assetNodes"]
+    texts = {"/".join(n["assetKey"]["path"]): n["description"] or "" for n in nodes}
+    assert "`calliper_<city>`" in texts["calliper_model"]
+    raw = {k: v for k, v in texts.items() if re.search(r"<\w+>", re.sub(r"`[^`]*`", "", v))}
+    assert raw == {}
 
 
 def test_dagster_dev_runs_the_city_chain_launched_over_graphql(server: Server) -> None:
@@ -189,9 +243,12 @@ def test_dagster_dev_runs_the_city_chain_launched_over_graphql(server: Server) -
     assert luc["model_uri"] == model["model_uri"] and 0.0 <= luc["luc_mlp_f1"] <= 1.0
     _, champion = metadata(server, "calliper_champion")
     assert champion["decision"] == "promoted"
+    check_the_metadata_as_the_ui_reads_it(server)
     runs = server.query("{ runsOrError { ... on Runs { results { runId tags { key value } } } } }")
     results = runs["runsOrError"]["results"]
     assert run_id in [r["runId"] for r in results]
+    tags = {r["runId"]: {t["key"]: t["value"] for t in r["tags"]} for r in results}
+    assert tags[run_id][LAUNCHED_BY] == WEBSERVER  # the job's default: launched over GraphQL
     # Any other run must come from the daemon's automation (on a fresh instance its first tick
     # can overlap the launched run), never a duplicate launch.
     for r in results:
@@ -203,3 +260,4 @@ def test_dagster_dev_runs_the_city_chain_launched_over_graphql(server: Server) -
                 "dagster/from_automation_condition",
             }
             assert keys & auto, keys
+            assert tags[r["runId"]][LAUNCHED_BY] in (SENSOR, SCHEDULE)

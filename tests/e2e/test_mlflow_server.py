@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from calliper_pipeline.tracking.registry import (
     log_and_register_model,
@@ -25,7 +26,9 @@ from calliper_pipeline.tracking.registry import (
 )
 from calliper_pipeline.tracking.runs import (
     TrackingConfig,
+    artifact_url,
     epoch_logger,
+    log_figure_png,
     run_url,
     start_training_run,
 )
@@ -148,6 +151,9 @@ def test_mlflow_server_round_trip(tmp_path: Path) -> None:
         tracking = TrackingConfig(tracking_uri=url)
         with start_training_run(tracking, CITY, "c" * 64, "dg-1", "v0", {"a": 1}) as handle:
             epoch_logger(handle)(EpochStats(1, 3.0, 3.1, 0.07, 0.2, True))
+            png = tmp_path / "curve.png"
+            Image.new("RGB", (8, 4), "white").save(png)
+            figure = log_figure_png(handle, png)
             version = log_and_register_model(handle, tiny_model(3, CITY), CITY, None)
         assert version.version == "1"
         decision = promote_if_better(tracking, CITY, version.version, 0.3, "r2", True, 0.0, True)
@@ -157,6 +163,12 @@ def test_mlflow_server_round_trip(tmp_path: Path) -> None:
         assert link is not None and link.startswith(f"{url}/#/experiments/")
         assert link.endswith(f"/runs/{handle.run_id}")
         assert (tmp_path / "artifacts").exists()  # artifacts went through the server
+        # the image URL the Dagster previews embed: the server serves the PNG itself
+        image = artifact_url(tracking, handle.run_id, figure)
+        assert image is not None and image.startswith(f"{url}/get-artifact?")
+        with urllib.request.urlopen(image, timeout=30) as resp:
+            assert resp.headers["Content-Type"] == "image/png"
+            assert resp.read() == png.read_bytes()
 
         client_env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_DISABLE_TELEMETRY": "true"}
         client_env.pop("MLFLOW_REGISTRY_URI", None)
