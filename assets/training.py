@@ -48,6 +48,7 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
         mlflow: MlflowResource,
     ) -> dg.MaterializeResult:
         from calliper_pipeline.steps import train as training
+        from calliper_pipeline.tracking.runs import absolute_tracking_uri
         from calliper_pipeline.training.inputs import training_inputs
 
         city = cities.spec(context.partition_key)
@@ -67,7 +68,7 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
             city,
             data.data_root_path,
             run_cfg,
-            mlflow.tracking(),
+            tracking := mlflow.tracking(),
             data.output_dir(city.key, "runs", context.run_id),
             dagster_run_id=context.run_id,
             code_version=code_version(),
@@ -75,7 +76,10 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
         )
         v = out.version
         context.log.info(f"registered {v.model_uri} (alias candidate), MLflow run {out.run_id}")
-        return dg.MaterializeResult(metadata=_training_metadata(out, config, run_cfg))
+        # the absolute URI to paste into mlflow.set_tracking_uri (README, "MLflow and pulling")
+        uri = absolute_tracking_uri(tracking.tracking_uri)
+        metadata = {**_training_metadata(out, config, run_cfg), "mlflow_tracking_uri": uri}
+        return dg.MaterializeResult(metadata=metadata)
 
     return calliper_model
 
