@@ -3,13 +3,14 @@ per request format, against in-process ``predict``.
 
 The model is registered in a fresh store under ``.calliper/bench``: by default an untrained
 model of the ``default`` preset's shape (four 128-d heads, 512 columns; throughput does not
-depend on the weights), ``--tiny`` a 128-d one. The server is started exactly as ``calliper
-serve`` starts it (:func:`calliper_pipeline.tracking.serving.scoring_server_command`), on a free
-local port. Each request is timed from sending it to having read the whole response (best and
-median of ``--repeats``); the response is then parsed and checked against in-process
+depend on the weights), ``--heads 1`` the ``paper`` preset's shape (128 columns). The server is
+started exactly as ``calliper serve`` starts it
+(:func:`calliper_pipeline.tracking.serving.scoring_server_command`), on a free local port. Each
+request is timed from sending it to having read the whole response (best and median of
+``--repeats``); the response is then parsed and checked against in-process
 ``predict``. Sizes are the request and response bodies in bytes.
 
-    python -m bench.bench_serving [--points 10000] [--repeats 3] [--tiny]
+    python -m bench.bench_serving [--points 10000] [--repeats 3] [--heads 4]
 """
 
 from __future__ import annotations
@@ -37,23 +38,22 @@ from bench.common import BENCH_HOME, Section, Table, best_of, log
 LONDON_BOX_M = (503_000.0, 155_000.0, 562_000.0, 201_000.0)  # EPSG:27700, Greater London's extent
 
 
-def _model(tiny: bool) -> Any:
+def _model(heads: int) -> Any:
     import torch
 
     from calliper_pipeline.config import EncoderConfig
     from calliper_pipeline.model.calliper import CalliperModel, ModelSpec
 
     torch.manual_seed(0)
-    enc = EncoderConfig(hidden_dim=16, num_layers=1, frequency_num=4) if tiny else EncoderConfig()
     spec = ModelSpec(
-        encoder=enc,
+        encoder=EncoderConfig(),
         text_dim=384,
         centre_m=(532_500.0, 178_000.0),
         metric_epsg=27700,
         text_encoder_id="x",
         city="london",
         bounds_m=LONDON_BOX_M,
-        heads=1 if tiny else 4,
+        heads=heads,
     )
     return CalliperModel(spec).eval()
 
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="1,000 points, one repeat")
     ap.add_argument("--points", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--tiny", action="store_true", help="a 128-d tiny model instead of 512-d")
+    ap.add_argument("--heads", type=int, default=4, help="4: default preset (512-d); 1: paper")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     n = 1_000 if args.quick else args.points
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     section = Section("Serving: 10,000 points through MLflow's scoring server")
     BENCH_HOME.mkdir(parents=True, exist_ok=True)
     points = _points(n)
-    model = _model(args.tiny)
+    model = _model(args.heads)
     dim = model.spec.out_dim
     with tempfile.TemporaryDirectory(prefix="calliper-serving-", dir=BENCH_HOME) as tmp:
         tracking = default_tracking(Path(tmp) / "mlflow")
@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             _wait(url, proc, log_path, 300.0)
             start_s = time.perf_counter() - t0
-            shape = "tiny" if args.tiny else "default preset shape"
+            shape = "default preset shape" if args.heads == 4 else f"{args.heads} head(s)"
+            shape = "paper preset shape" if args.heads == 1 else shape
             table = section.table(
                 f"{n:,} WGS84 points, {dim}-d model ({shape}, untrained), one uvicorn worker; "
                 f"best (median) of {repeats}. In-process = "
