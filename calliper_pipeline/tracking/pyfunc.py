@@ -18,7 +18,7 @@ normalisation (normalise yourself for cosine similarity), indexed like the input
 
 ``params={"as_array": True}`` returns the same values as a float32 ``(n, dim)`` array instead
 (MLflow's scoring server then answers a list of rows instead of one ``{"e000": ...}`` object per
-point: a third less JSON and the fastest response; see docs/benchmarks.md).
+point: 27 % less JSON and the fastest response; see docs/benchmarks.md).
 
 Points more than :data:`BOUNDS_MARGIN_M` metres outside the model's ``bounds_m`` (the extent of the
 training POIs) raise :class:`InvalidModelInput` naming how many and the first few row labels,
