@@ -134,3 +134,16 @@ def test_read_only_commands_refuse_a_missing_store(
         "train) or point --home, CALLIPER_HOME or --tracking-uri at an existing store"
     ]
     assert os.listdir(tmp_path) == []  # no store, no folder created
+
+
+def test_serve_refuses_a_city_without_a_champion(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("CALLIPER_DEBUG", raising=False)
+    assert main(["serve", "--city", "london", "--home", str(home)]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith(
+        f"calliper serve: error: models:/calliper_london@champion not found in "
+        f"sqlite:///{home}/mlflow/mlflow.db (calliper models lists what is there): "
+    ), err
