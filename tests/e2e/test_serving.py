@@ -219,7 +219,7 @@ def test_model_loads_in_a_virtualenv_built_from_its_requirements(
         "mlflow==3.17.2", "torch==2.13.0", "pyproj==3.7.2", "pandas==2.3.3", "numpy==2.4.6",
     ]  # fmt: skip
     venv = tmp_path / "consumer"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "MLFLOW_", "UV_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "MLFLOW_"))}
     env["UV_OFFLINE"] = "1"  # from uv's cache (filled by make setup), never the network
     subprocess.run([str(uv()), "venv", "-q", "--python", sys.executable, str(venv)],
                    env=env, check=True, timeout=120)  # fmt: skip
