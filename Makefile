@@ -8,8 +8,9 @@ STAMP := $(VENV)/.installed
 # torch's CPU wheel lies in PIP_FIND_LINKS on machines that carry one; uv does not read pip's variable.
 FIND_LINKS := $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),)
 CITY ?= london
+PORT ?= 5001
 
-.PHONY: setup run test lint bench dagster mlflow-ui clean
+.PHONY: setup run test lint bench dagster mlflow-ui serve clean
 
 setup: $(STAMP)
 
@@ -39,6 +40,10 @@ clean:
 dagster: setup
 	$(PY) -m jobs.dev
 
+# MLflow's scoring server for the city's champion, from the store CALLIPER_HOME names
+serve: setup
+	$(VENV)/bin/calliper serve --city $(CITY) --port $(PORT)
+
 mlflow-ui: setup
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --workers 1 \
-		--backend-store-uri sqlite:///$(CURDIR)/.calliper/mlflow/mlflow.db --port 5000
+		--backend-store-uri sqlite:///$(or $(CALLIPER_HOME),$(CURDIR)/.calliper)/mlflow/mlflow.db --port 5000

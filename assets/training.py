@@ -57,7 +57,7 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         from calliper_pipeline.steps import train as training
         from calliper_pipeline.tracking.registry import model_aliases
-        from calliper_pipeline.tracking.runs import artifact_url
+        from calliper_pipeline.tracking.runs import absolute_tracking_uri, artifact_url
         from calliper_pipeline.training.inputs import training_inputs
 
         city = cities.spec(context.partition_key)
@@ -77,7 +77,7 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
             city,
             data.data_root_path,
             run_cfg,
-            mlflow.tracking(),
+            tracking := mlflow.tracking(),
             data.output_dir(city.key, "runs", context.run_id),
             dagster_run_id=context.run_id,
             code_version=code_version(),
@@ -89,12 +89,12 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
         )
         v = out.version
         context.log.info(f"registered {v.model_uri} (alias candidate), MLflow run {out.run_id}")
-        tracking = mlflow.tracking()
         aliases = tuple(a for a, n in model_aliases(tracking, v.name).items() if n == v.version)
         curve_url = artifact_url(tracking, out.run_id, f"figures/{out.curve_png.name}")
-        return dg.MaterializeResult(
-            metadata=_training_metadata(out, config, run_cfg, aliases, curve_url)
-        )
+        metadata = _training_metadata(out, config, run_cfg, aliases, curve_url)
+        # the absolute URI to paste into mlflow.set_tracking_uri (README, "MLflow and pulling")
+        metadata["mlflow_tracking_uri"] = absolute_tracking_uri(tracking.tracking_uri)
+        return dg.MaterializeResult(metadata=metadata)
 
     return calliper_model
 

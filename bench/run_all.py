@@ -1,6 +1,7 @@
 """Run every benchmark (``make bench``); each appends its section to docs/benchmarks.md.
 
-    python -m bench.run_all [--quick] [--only ingest,embed,train,eval,equivalence,scaling,e2e,early]
+    python -m bench.run_all [--quick]
+        [--only ingest,embed,train,eval,equivalence,scaling,e2e,early,serving]
 
 ``--quick`` runs a fast subset (a few minutes): smaller sizes, fewer epochs, no baseline
 repeats, no early-stopping study. The full run takes about half an hour on 2 cores.
@@ -20,6 +21,7 @@ from bench import (
     bench_eval,
     bench_ingest,
     bench_scaling,
+    bench_serving,
     bench_train,
 )
 from bench.common import log
@@ -33,6 +35,7 @@ BENCHES: dict[str, Callable[[list[str] | None], int]] = {
     "scaling": bench_scaling.main,
     "e2e": bench_e2e.main,
     "early": bench_early_stopping.main,
+    "serving": bench_serving.main,
 }
 QUICK_SKIP = {"early"}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,6 +75,19 @@ def inference_modules(entry: str = INFERENCE_ENTRY) -> list[str]:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         todo += [n for n in _imported_names(tree) if n.split(".")[0] == _PACKAGE]
     return sorted(seen)
+
+
+def third_party_imports(entry: str = INFERENCE_ENTRY) -> set[str]:
+    """Top-level names of the non-standard-library packages the shipped code imports (lazy
+    imports too, ``TYPE_CHECKING`` blocks excepted): what a model's requirements must install."""
+    root = _package_root()
+    names: set[str] = set()
+    for module in inference_modules(entry):
+        path = _module_file(root, module)
+        assert path is not None
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        names |= {n.split(".")[0] for n in _imported_names(tree)}
+    return {n for n in names if n != _PACKAGE and n not in sys.stdlib_module_names}
 
 
 def copy_inference_code(dst: Path) -> Path:

@@ -43,18 +43,25 @@ from calliper_pipeline.tracking.pyfunc import (
     WEIGHTS_FILE,
     CalliperPyfunc,
 )
-from calliper_pipeline.tracking.runs import RunHandle, TrackingConfig, mlflow_uris, set_run_tags
+from calliper_pipeline.tracking.runs import (
+    RunHandle,
+    TrackingConfig,
+    absolute_tracking_uri,
+    mlflow_uris,
+    set_run_tags,
+)
 from calliper_pipeline.tracking.runs import tag_value as _tag_value
 
-#: Pip requirements logged with every model (the pins of pyproject.toml; a test checks they
-#: agree). ``calliper_pipeline`` itself travels as code (``code_paths``), not as a requirement.
+#: Pip requirements logged with every model: exactly the distributions the shipped inference
+#: code imports (``packaging.third_party_imports``; a test checks both that and that the pins
+#: are pyproject.toml's). ``mlflow`` loads the pyfunc (and brings ``cloudpickle``, which
+#: unpickles it); ``calliper_pipeline`` itself travels as code (``code_paths``).
 PIP_REQUIREMENTS: tuple[str, ...] = (
     "mlflow==3.17.2",
     "torch==2.13.0",
     "pyproj==3.7.2",
     "pandas==2.3.3",
     "numpy==2.4.6",
-    "cloudpickle>=3,<4",
 )
 CANDIDATE_ALIAS = "candidate"
 CHAMPION_ALIAS = "champion"
@@ -127,7 +134,9 @@ def _signature(
         }
     )
     output = CalliperPyfunc.from_model(model).predict(None, example)
-    return example, infer_signature(example, output, params={"allow_outside": False})
+    return example, infer_signature(
+        example, output, params={"allow_outside": False, "as_array": False}
+    )
 
 
 def _log_pyfunc(
@@ -187,13 +196,32 @@ def log_and_register_model(
     version = _log_pyfunc(handle, model, city, example, sig)
     client = handle.client
     client.set_registered_model_alias(name, CANDIDATE_ALIAS, version)
+    uri = absolute_tracking_uri(handle.tracking.tracking_uri)
+    model_uri = f"models:/{name}/{version}"
+    client.update_model_version(name, version, description=pull_recipe(uri, model_uri))
+    client.update_registered_model(
+        name, description=pull_recipe(uri, f"models:/{name}@{CHAMPION_ALIAS}")
+    )
     run_tags = client.get_run(handle.run_id).data.tags
     for key in _COPIED_RUN_TAGS:
         if key in run_tags:
             client.set_model_version_tag(name, version, key, run_tags[key])
     set_run_tags(handle, {"registered_model": name, "registered_version": version})
-    return RegisteredVersion(
-        name=name, version=version, model_uri=f"models:/{name}/{version}", run_id=handle.run_id
+    return RegisteredVersion(name=name, version=version, model_uri=model_uri, run_id=handle.run_id)
+
+
+def pull_recipe(tracking_uri: str, model_uri: str) -> str:
+    """How to load ``model_uri`` from any directory (the registry descriptions hold this)."""
+    return (
+        f"CaLLiPer location encoder: WGS84 lon, lat -> embedding columns e000...\n\n"
+        f"Tracking URI: {tracking_uri}\n\n"
+        "```python\n"
+        "import mlflow\n"
+        f'mlflow.set_tracking_uri("{tracking_uri}")\n'
+        f'model = mlflow.pyfunc.load_model("{model_uri}")\n'
+        "```\n\n"
+        "A fresh environment first installs the model's requirements: "
+        f'`mlflow.pyfunc.get_model_dependencies("{model_uri}")` names the file.'
     )
 
 

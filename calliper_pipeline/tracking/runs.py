@@ -36,6 +36,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
+from calliper_pipeline.errors import ConfigError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -127,6 +129,40 @@ def default_tracking(home: Path) -> TrackingConfig:
         tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
         artifact_location=(home / "mlartifacts").as_uri(),
     )
+
+
+_SQLITE = "sqlite:///"
+
+
+def local_store_path(uri: str) -> Path | None:
+    """The file of a ``sqlite:///`` tracking URI (relative to the working directory when the
+    URI is), None for other stores."""
+    if not uri.startswith(_SQLITE) or uri.endswith(":memory:"):
+        return None
+    return Path(uri[len(_SQLITE) :].split("?", 1)[0])
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """``uri`` with a relative SQLite path made absolute (``sqlite:////abs/path/mlflow.db``),
+    so that it means the same store from any directory; other URIs unchanged."""
+    path = local_store_path(uri)
+    if path is None or path.is_absolute():
+        return uri
+    query = uri.partition("?")[2]
+    return f"{_SQLITE}{path.resolve()}" + (f"?{query}" if query else "")
+
+
+def require_existing_store(tracking: TrackingConfig) -> None:
+    """ConfigError when ``tracking`` names a local SQLite store whose file does not exist (MLflow
+    would silently create an empty one; reading a model from it can only fail)."""
+    for uri in {tracking.tracking_uri, tracking.effective_registry_uri}:
+        path = local_store_path(uri)
+        if path is not None and not path.is_file():
+            raise ConfigError(
+                f"no MLflow store at {path.resolve()} ({uri}): train a model first "
+                "(make run / calliper train) or point --home, CALLIPER_HOME or --tracking-uri "
+                "at an existing store"
+            )
 
 
 @dataclass

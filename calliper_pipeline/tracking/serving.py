@@ -1,5 +1,6 @@
 """Using a registered model: loading a pyfunc (by URI or the city's champion), embedding points,
-and embedding every point of a CSV/Parquet file in chunks.
+embedding every point of a CSV/Parquet file in chunks, and the command that starts MLflow's
+scoring server for a model.
 
 URIs of the tracking server (``models:/``, ``runs:/``, ``mlflow-artifacts:``) need a
 :class:`~calliper_pipeline.tracking.runs.TrackingConfig`; it is passed explicitly, never read
@@ -8,7 +9,8 @@ from the environment.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+import os
+from collections.abc import Hashable, Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -23,7 +25,7 @@ from calliper_pipeline.errors import ConfigError, ModelInputError
 from calliper_pipeline.model.calliper import CalliperModel
 from calliper_pipeline.tracking.pyfunc import LAT, LON, CalliperPyfunc, embedding_columns
 from calliper_pipeline.tracking.registry import CHAMPION_ALIAS, registered_model_name
-from calliper_pipeline.tracking.runs import TrackingConfig, mlflow_uris
+from calliper_pipeline.tracking.runs import TrackingConfig, absolute_tracking_uri, mlflow_uris
 
 _SERVER_SCHEMES = ("models", "runs", "mlflow-artifacts")
 
@@ -194,3 +196,48 @@ def embed_file(
     finally:
         tmp.unlink(missing_ok=True)
     return n
+
+
+# ---------------------------------------------------------------------------------------------
+# MLflow's scoring server
+# ---------------------------------------------------------------------------------------------
+def scoring_server_command(
+    tracking: TrackingConfig,
+    model_uri: str,
+    python: Path,
+    env: Mapping[str, str],
+    host: str = "127.0.0.1",
+    port: int = 5001,
+    timeout_s: int = 60,
+) -> tuple[list[str], dict[str, str]]:
+    """``mlflow models serve`` for ``model_uri`` in the environment of the interpreter
+    ``python`` (``--env-manager local``): the command and its environment.
+
+    The environment is ``env`` with that interpreter's ``bin`` first on ``PATH`` (MLflow
+    starts ``uvicorn`` by name: without it, ``exec: uvicorn: not found``) and
+    ``MLFLOW_TRACKING_URI``/``MLFLOW_REGISTRY_URI`` set to the (absolute) URIs of ``tracking``.
+    Requests: ``POST http://host:port/invocations`` (see README, "Serving").
+    """
+    bin_dir = Path(python).parent
+    new_env = dict(env)
+    new_env["PATH"] = os.pathsep.join([str(bin_dir), *filter(None, [env.get("PATH")])])
+    new_env["MLFLOW_TRACKING_URI"] = absolute_tracking_uri(tracking.tracking_uri)
+    new_env["MLFLOW_REGISTRY_URI"] = absolute_tracking_uri(tracking.effective_registry_uri)
+    cmd = [
+        str(bin_dir / "mlflow"),
+        "models",
+        "serve",
+        "--model-uri",
+        model_uri,
+        "--env-manager",
+        "local",
+        "--host",
+        host,
+        "--port",
+        str(int(port)),
+        "--workers",
+        "1",
+        "--timeout",
+        str(int(timeout_s)),
+    ]
+    return cmd, new_env

@@ -35,12 +35,35 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     return presets.run_config(args.preset, overrides)
 
 
-def tracking_config(args: argparse.Namespace, s: Settings) -> Any:
-    """MLflow store: ``--tracking-uri``, MLFLOW_TRACKING_URI, or SQLite under HOME/mlflow."""
-    from calliper_pipeline.tracking.runs import TrackingConfig, default_tracking
+def tracking_config(args: argparse.Namespace, s: Settings, read_only: bool = False) -> Any:
+    """MLflow store: ``--tracking-uri``, MLFLOW_TRACKING_URI, or SQLite under HOME/mlflow (a
+    relative SQLite path is made absolute). ``read_only``: a local store that does not exist
+    is refused (ConfigError) instead of created empty."""
+    from calliper_pipeline.tracking.runs import (
+        TrackingConfig,
+        absolute_tracking_uri,
+        default_tracking,
+        require_existing_store,
+    )
 
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    return TrackingConfig(tracking_uri=uri) if uri else default_tracking(s.mlflow_dir)
+    if uri:
+        tracking = TrackingConfig(tracking_uri=absolute_tracking_uri(uri))
+    elif read_only:
+        path = s.mlflow_dir.expanduser().resolve()
+        tracking = TrackingConfig(
+            tracking_uri=f"sqlite:///{path / 'mlflow.db'}",
+            artifact_location=(path / "mlartifacts").as_uri(),
+        )
+    else:
+        tracking = default_tracking(s.mlflow_dir)
+    if read_only:
+        require_existing_store(tracking)
+    return tracking
+
+
+def _needs_store(model_uri: str) -> bool:
+    return model_uri.split(":", 1)[0] in ("models", "runs", "mlflow-artifacts")
 
 
 def cities(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> int:
@@ -110,7 +133,7 @@ def evaluate(args: argparse.Namespace, s: Settings, city: CitySpec, command: str
     from calliper_pipeline.store import metrics
     from calliper_pipeline.tracking.registry import resolve_version
 
-    tracking = tracking_config(args, s)
+    tracking = tracking_config(args, s, read_only=True)
     version = resolve_version(tracking, args.model)
     probe = ProbeConfig(seeds=tuple(int(x) for x in args.seeds.split(",")))
     frames = []
@@ -177,7 +200,8 @@ def embed(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -
 
     n = embed_file(
         args.model, args.input, args.output, batch_size=args.batch_size,
-        allow_outside=args.allow_outside, tracking=tracking_config(args, s),
+        allow_outside=args.allow_outside,
+        tracking=tracking_config(args, s, read_only=_needs_store(args.model)),
     )  # fmt: skip
     print(f"{n:,} points embedded with {args.model} -> {args.output}")
     return 0
@@ -188,7 +212,7 @@ def retrieve(args: argparse.Namespace, s: Settings, city: CitySpec, command: str
     from calliper_pipeline.evaluation.retrieval import retrieve_to_files
     from calliper_pipeline.steps.assess import load_registered_model
 
-    model = load_registered_model(tracking_config(args, s), args.model)
+    model = load_registered_model(tracking_config(args, s, read_only=True), args.model)
     spec = model.spec
     name = "hashing" if spec.text_encoder_id.startswith("hashing") else "minilm"
     cells = load_cells(city, s.data_root, spec.metric_epsg)
@@ -201,3 +225,51 @@ def retrieve(args: argparse.Namespace, s: Settings, city: CitySpec, command: str
     print(top.head(10).to_string(index=False))
     print(f"heatmap -> {args.output}, top {args.top_k} cells -> {csv}")
     return 0
+
+
+def models(args: argparse.Namespace, s: Settings, city: CitySpec | None, command: str) -> int:
+    """Registered models with versions, aliases, key metrics and the URIs to paste."""
+    from calliper_pipeline.tracking import catalog
+
+    tracking = tracking_config(args, s, read_only=True)
+    entries = catalog.list_models(tracking, city.key if city is not None else None)
+    if args.json:
+        print(catalog.to_json(entries))
+    else:
+        print(catalog.to_text(entries, tracking.tracking_uri))
+    return 0
+
+
+def serve(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> int:
+    """Replace this process with MLflow's scoring server for the city's ``--alias`` version."""
+    import sys
+
+    from calliper_pipeline.errors import ConfigError
+    from calliper_pipeline.tracking.registry import registered_model_name, resolve_version
+    from calliper_pipeline.tracking.serving import scoring_server_command
+
+    tracking = tracking_config(args, s, read_only=True)
+    model_uri = f"models:/{registered_model_name(city.key)}@{args.alias}"
+    try:
+        version = resolve_version(tracking, model_uri)
+    except Exception as exc:  # MlflowException: no such model or alias
+        raise ConfigError(
+            f"{model_uri} not found in {tracking.tracking_uri} (calliper models lists what is "
+            f"there): {str(exc).splitlines()[0]}"
+        ) from exc
+    cmd, env = scoring_server_command(
+        tracking, model_uri, Path(sys.executable), os.environ, args.host, args.port, args.timeout
+    )
+    url = f"http://{args.host}:{args.port}"
+    print(
+        f"serving {model_uri} (v{version.version}) from {tracking.tracking_uri}\n"
+        f"  {url}/invocations  (health: {url}/ping); Ctrl-C stops it\n"
+        f"  curl -s {url}/invocations -H 'Content-Type: application/json' \\\n"
+        '    -d \'{"dataframe_split": {"columns": ["lon", "lat"], '
+        '"data": [[-0.1276, 51.5072]]}}\'\n'
+        "  (formats: dataframe_split, dataframe_records, text/csv; params allow_outside, "
+        "as_array: see README, Serving)",
+        flush=True,
+    )
+    os.execve(cmd[0], cmd, env)
+    return 0  # not reached

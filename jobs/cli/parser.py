@@ -31,8 +31,12 @@ from jobs.cli import commands
 logger = logging.getLogger("calliper")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--city", default="london", help="city key from the registry (default: london)")
+def _common(p: argparse.ArgumentParser, city: str | None = "london") -> None:
+    p.add_argument(
+        "--city",
+        default=city,
+        help=f"city key from the registry (default: {city or 'every city'})",
+    )
     p.add_argument("--data-root", type=Path, help="data folder (env CALLIPER_DATA_ROOT)")
     p.add_argument(
         "--home", type=Path, help="working store: DuckDB, MLflow, Dagster (CALLIPER_HOME)"
@@ -209,6 +213,26 @@ def _serving_parsers(sub: Any) -> None:
     p.add_argument("--top-k", type=int, default=20, help="cells listed and marked")
 
 
+def _registry_parsers(sub: Any) -> None:
+    p = sub.add_parser(
+        "models",
+        help="registered models: versions, aliases, metrics and the exact URIs to load them",
+    )
+    _common(p, city=None)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _tracking(p)
+    p = sub.add_parser(
+        "serve",
+        help="MLflow's scoring server for the city's champion (make serve CITY=.. PORT=..)",
+    )
+    _common(p)
+    _tracking(p)
+    p.add_argument("--port", type=int, default=5001, help="port (default 5001)")
+    p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    p.add_argument("--alias", default="champion", help="alias served (default champion)")
+    p.add_argument("--timeout", type=int, default=60, help="seconds per request")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="calliper", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -219,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run_parser(sub)
     _experiment_parser(sub)
     _serving_parsers(sub)
+    _registry_parsers(sub)
     return parser
 
 
@@ -232,7 +257,10 @@ def settings_from(args: argparse.Namespace) -> settings_mod.Settings:
     )
 
 
-def city_from(args: argparse.Namespace, s: settings_mod.Settings) -> CitySpec:
+def city_from(args: argparse.Namespace, s: settings_mod.Settings) -> CitySpec | None:
+    """The ``--city``'s spec (None where a command's ``--city`` is optional and unset)."""
+    if args.city is None:
+        return None
     return get_city(args.city, load_city_registry(s.city_files))
 
 

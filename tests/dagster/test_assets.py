@@ -173,6 +173,9 @@ def test_text_embeddings_embed_only_new_texts(chain: Chain) -> None:
 def test_model_is_one_mlflow_run_and_a_registered_candidate(chain: Chain) -> None:
     meta = chain.metadata("calliper_model")
     assert meta["model_uri"] == f"models:/calliper_{CITY}/1" and meta["model_version"] == "1"
+    # absolute: pasted into mlflow.set_tracking_uri it names this store from any directory
+    assert meta["mlflow_tracking_uri"] == chain.tracking.tracking_uri
+    assert meta["mlflow_tracking_uri"].startswith("sqlite:////")
     assert meta["epochs_run"] == 2 and meta["best_epoch"] in (1, 2)
     assert np.isfinite(meta["best_val_loss"]) and meta["pois_per_second"] > 0
     assert meta["training_curve"].startswith("![training curve](data:image/png;base64,")

@@ -38,6 +38,7 @@ POINTS = pd.DataFrame(
 )
 FORBIDDEN = (
     "dagster",
+    "calliper_pipeline.cities",
     "calliper_pipeline.ingest",
     "calliper_pipeline.training",
     "calliper_pipeline.evaluation",

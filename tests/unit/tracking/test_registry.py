@@ -20,11 +20,12 @@ import pandas as pd
 import pytest
 import torch
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from calliper_pipeline.config import RunConfig, flatten
 from calliper_pipeline.errors import ConfigError, ModelInputError
 from calliper_pipeline.model.calliper import CalliperModel, embed_points
-from calliper_pipeline.tracking import registry, runs
+from calliper_pipeline.tracking import packaging, registry, runs
 from calliper_pipeline.tracking.pyfunc import CalliperPyfunc, embedding_columns
 from calliper_pipeline.tracking.registry import (
     PromotionDecision,
@@ -305,10 +306,19 @@ def test_champion_pyfunc(logged: Logged) -> None:
     assert model.text_projection.in_features == 384
     assert model.spec.city == CITY
 
-    with pytest.raises(ModelInputError, match=r"1 of 2 points lie outside.*\[1\]"):
+    with pytest.raises(ModelInputError, match=r"1 of 2 points lie outside.*\[1\]") as info:
         predict_embeddings(pyfunc, OUTSIDE)
+    # also what MLflow's scoring server turns into HTTP 400 with this message
+    assert isinstance(info.value, MlflowException)
+    assert info.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert info.value.get_http_status_code() == 400
+    assert 'params={"allow_outside": true}' in info.value.message
     out = predict_embeddings(pyfunc, OUTSIDE, allow_outside=True)
     assert out.shape == (2, 128) and np.isfinite(out.to_numpy()).all()
+
+    array = pyfunc.predict(INSIDE, params={"as_array": True})
+    assert isinstance(array, np.ndarray) and array.dtype == np.float32
+    np.testing.assert_array_equal(array, out1.to_numpy())
 
 
 def test_log_model_writes_signature_and_requirements(logged: Logged) -> None:
@@ -320,7 +330,16 @@ def test_log_model_writes_signature_and_requirements(logged: Logged) -> None:
     assert [t.name for t in sig.inputs.input_types()] == ["double", "double"]
     assert sig.outputs.input_names() == embedding_columns(128)
     assert {t.name for t in sig.outputs.input_types()} == {"float"}
-    assert sig.params is not None and sig.params.to_dict()[0]["name"] == "allow_outside"
+    assert sig.params is not None
+    assert [(p["name"], p["type"], p["default"]) for p in sig.params.to_dict()] == [
+        ("allow_outside", "boolean", False),
+        ("as_array", "boolean", False),
+    ]
+    # exactly what the shipped code imports: no more (cloudpickle comes with mlflow), no less
+    path = get_model_info_scoped(
+        logged.tracking, logged.v1.model_uri, mlflow.pyfunc.get_model_dependencies
+    )
+    assert Path(path).read_text().split() == list(registry.PIP_REQUIREMENTS)
 
 
 def get_model_info_scoped(tracking: TrackingConfig, uri: str, fn):  # type: ignore[no-untyped-def]
@@ -335,9 +354,10 @@ def test_pip_requirements_match_pyproject() -> None:
         name = req.split("==")[0].split(">")[0]
         if name in pinned:
             assert req == pinned[name]
-    assert {"mlflow", "torch", "pyproj", "pandas", "numpy"} <= {
-        r.split("==")[0] for r in registry.PIP_REQUIREMENTS
-    }
+    names = {r.split("==")[0] for r in registry.PIP_REQUIREMENTS}
+    assert (
+        names == packaging.third_party_imports() == {"mlflow", "torch", "pyproj", "pandas", "numpy"}
+    )
 
 
 # -- embed_file --------------------------------------------------------------------------------
