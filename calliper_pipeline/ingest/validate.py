@@ -37,15 +37,26 @@ from calliper_pipeline.constants import (
     POI_COLUMNS,
     WGS84_EPSG,
 )
-from calliper_pipeline.errors import ConfigError, EmptySnapshotError
+from calliper_pipeline.errors import ConfigError, EmptySnapshotError, SnapshotFormatError
 from calliper_pipeline.hashing import text_hash
 from calliper_pipeline.ingest.descriptions import describe_frame
 from calliper_pipeline.ingest.filters import apply_filters
-from calliper_pipeline.ingest.readers import MISSING_TEXT, coordinate_columns
+from calliper_pipeline.ingest.markers import (
+    COL_CLEANED,
+    COL_READ_FIELD,
+    COL_READ_RAW,
+    COL_READ_REASON,
+    MARKER_COLUMNS,
+    REASON_NOT_A_POINT,
+    REASON_RAGGED_ROW,
+    REPAIR_CONTROL_CHARACTERS,
+)
+from calliper_pipeline.ingest.readers import coordinate_columns, parse_coordinates
 from calliper_pipeline.ingest.report import IngestReport, SourceReport
 from calliper_pipeline.store import pois as store
 
-# Quarantine reasons, in the order rows are checked (a row gets the first that applies).
+# Quarantine reasons, in the order rows are checked (a row gets the first that applies);
+# rows refused on reading (REASON_RAGGED_ROW, REASON_NOT_A_POINT: see .markers) come first.
 REASON_MISSING_ID = "missing id"
 REASON_UNPARSEABLE_COORDINATES = "unparseable coordinates"
 REASON_MISSING_COORDINATES = "missing coordinates"
@@ -53,6 +64,17 @@ REASON_NONFINITE_COORDINATES = "non-finite coordinates"
 REASON_MISSING_CATEGORY = "missing category"
 REASON_OUTSIDE_BOUNDS = "outside city bounds"
 REASON_DUPLICATE_ID = "duplicate id"
+QUARANTINE_REASONS = (
+    REASON_RAGGED_ROW,
+    REASON_NOT_A_POINT,
+    REASON_MISSING_ID,
+    REASON_UNPARSEABLE_COORDINATES,
+    REASON_MISSING_COORDINATES,
+    REASON_NONFINITE_COORDINATES,
+    REASON_MISSING_CATEGORY,
+    REASON_OUTSIDE_BOUNDS,
+    REASON_DUPLICATE_ID,
+)
 
 Bounds = tuple[float, float, float, float]
 
@@ -91,24 +113,12 @@ def _none_series(index: pd.Index) -> pd.Series:
 def _raw_json(raw_rows: pd.DataFrame) -> list[str]:
     if raw_rows.empty:
         return []
-    body = raw_rows.drop(columns=[COL_SOURCE_ROW]).to_json(
+    extra = [c for c in (COL_SOURCE_ROW, *MARKER_COLUMNS) if c in raw_rows.columns]
+    body = raw_rows.drop(columns=extra).to_json(
         orient="records", lines=True, force_ascii=False, default_handler=str
     )
     # JSON escapes newlines inside strings, so "\n" separates records only.
     return [line for line in body.split("\n") if line]
-
-
-def _coerce_coordinates(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(float64 values, missing mask); unparseable text is NaN but not missing."""
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        floats = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        return floats, np.isnan(floats)
-    text = values.astype("string").str.strip()
-    missing = (text.isna() | text.str.lower().isin(MISSING_TEXT)).fillna(True)
-    floats = pd.to_numeric(text.mask(missing), errors="coerce").to_numpy(
-        dtype=np.float64, na_value=np.nan
-    )
-    return floats, missing.to_numpy(dtype=bool)
 
 
 def _validate(
@@ -126,8 +136,7 @@ def _validate(
     cx, cy = coordinate_columns(cols)
     id_field = cols.poi_id or COL_SOURCE_ROW
     a, b, a_missing, b_missing = coords
-    x, y = xy_m
-    inside = (x >= bounds[0]) & (x <= bounds[2]) & (y >= bounds[1]) & (y <= bounds[3])
+    inside = _inside(*xy_m, bounds)
     checks: list[tuple[str, np.ndarray, Any]] = [
         (REASON_MISSING_ID, ids.isna().to_numpy(), id_field),
         (REASON_UNPARSEABLE_COORDINATES, np.isnan(a) & ~a_missing, cx),
@@ -201,8 +210,8 @@ def _check(
     kept: pd.DataFrame, cols: ColumnMap, metric_epsg: int, bounds: Bounds, id_prefix: str
 ) -> _Checked:
     cx, cy = coordinate_columns(cols)
-    a, a_missing = _coerce_coordinates(kept[cx])
-    b, b_missing = _coerce_coordinates(kept[cy])
+    a, a_missing, _ = parse_coordinates(kept[cx])
+    b, b_missing, _ = parse_coordinates(kept[cy])
     with np.errstate(invalid="ignore"):
         x_m, y_m = project(a, b, cols.source_epsg, metric_epsg)
         lon, lat = project(a, b, cols.source_epsg, WGS84_EPSG)
@@ -280,6 +289,7 @@ def normalise_source(
     bounds: Bounds,
     data_hash: str,
     id_prefix: str = "",
+    path: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, SourceReport]:
     """Filter, validate and project one source's raw rows (descriptions are not built here).
 
@@ -290,18 +300,30 @@ def normalise_source(
         metric_epsg: the city's metric CRS; bounds: its (min_x, min_y, max_x, max_y) metres.
         data_hash: the ``snapshot_hash`` stored on every POI row.
         id_prefix: prepended to every id (``"fhrs:"``), so ids stay unique across sources.
+        path: the source file, for messages (default: ``spec.path``).
 
     Returns:
-        (POI rows without description/text_hash, quarantine rows, counts). Duplicate ids are
-        detected among rows that pass every other check: the first *valid* row of an id is
-        kept and the later ones are quarantined as ``duplicate id``.
+        (POI rows without description/text_hash, quarantine rows in source-row order,
+        counts). Rows the reader refused (``ragged row``, ``not a point``) are quarantined
+        before any filter. Duplicate ids are detected among rows that pass every other check:
+        the first *valid* row of an id is kept and the later ones are quarantined as
+        ``duplicate id``. The rows whose text the reader cleaned are counted in ``cleaned_by``.
+
+    Raises:
+        SnapshotFormatError: latitude and longitude look swapped (see
+            :func:`_refuse_swapped`).
     """
     if COL_SOURCE_ROW not in raw.columns:
         raw = raw.assign(**{COL_SOURCE_ROW: np.arange(1, len(raw) + 1, dtype=np.int64)})
-    kept, filtered_by = apply_filters(raw, spec.filters)
+    refused, readable, cleaned = _split_refused(raw)
+    kept, filtered_by = apply_filters(readable, spec.filters)
     checked = _check(kept, spec.columns, metric_epsg, bounds, id_prefix)
+    _refuse_swapped(checked, spec.columns, metric_epsg, bounds, path or spec.path)
     pois = _poi_frame(checked, spec.columns, city.key, source, data_hash)
     quarantine = _quarantine_frame(checked, city.key, source)
+    if len(refused):
+        quarantine = pd.concat([_refused_frame(refused, city.key, source), quarantine])
+        quarantine = quarantine.sort_values(COL_SOURCE_ROW, kind="stable", ignore_index=True)
     counts = quarantine["reason"].value_counts()
     report = SourceReport(
         name=source,
@@ -311,8 +333,82 @@ def normalise_source(
         rows_quarantined=len(quarantine),
         filtered_by=filtered_by,
         quarantined_by={str(k): int(v) for k, v in counts.items()},
+        cleaned_by={REPAIR_CONTROL_CHARACTERS: cleaned} if cleaned else {},
     )
     return pois, quarantine, report
+
+
+def _split_refused(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """(rows refused on reading, the other rows without the marker columns, rows cleaned)."""
+    cleaned = int(raw[COL_CLEANED].to_numpy(dtype=bool).sum()) if COL_CLEANED in raw else 0
+    if COL_READ_REASON not in raw.columns:
+        return raw.iloc[:0], raw.drop(columns=[c for c in MARKER_COLUMNS if c in raw]), cleaned
+    bad = raw[COL_READ_REASON].notna().to_numpy()
+    readable = raw.loc[~bad].drop(columns=[c for c in MARKER_COLUMNS if c in raw])
+    return raw.loc[bad], readable, cleaned
+
+
+def _refused_frame(refused: pd.DataFrame, city_key: str, source: str) -> pd.DataFrame:
+    """Quarantine rows of the rows a reader refused (their raw text as the reader kept it)."""
+    n = len(refused)
+    raw = refused[COL_READ_RAW] if COL_READ_RAW in refused else pd.Series([None] * n)
+    own = _raw_json(refused)
+    field = refused[COL_READ_FIELD] if COL_READ_FIELD in refused else pd.Series([None] * n)
+    return pd.DataFrame(
+        {
+            COL_CITY: pd.Series([city_key] * n, dtype=object),
+            COL_SOURCE_ROW: pd.Series(refused[COL_SOURCE_ROW].to_numpy(np.int64), dtype=np.int64),
+            COL_POI_ID: pd.Series([None] * n, dtype=object),
+            "field": pd.Series(field.to_numpy(dtype=object), dtype=object),
+            "reason": pd.Series(refused[COL_READ_REASON].to_numpy(dtype=object), dtype=object),
+            "raw_json": pd.Series(
+                [r if r is not None else o for r, o in zip(raw.to_numpy(), own, strict=True)],
+                dtype=object,
+            ),
+            COL_SOURCE: pd.Series([source] * n, dtype=object),
+        }
+    ).loc[:, list(store.QUARANTINE_COLUMNS)]
+
+
+def _refuse_swapped(
+    c: _Checked, cols: ColumnMap, metric_epsg: int, bounds: Bounds, path: str
+) -> None:
+    """Refuse a geographic source whose lat and lon look exchanged.
+
+    More than half of the rows with finite coordinates lie outside the city's bounds, and more
+    than half inside when the two coordinate columns are exchanged.
+    """
+    from pyproj import CRS
+
+    if not CRS.from_epsg(cols.source_epsg).is_geographic:
+        return
+    cx, cy = coordinate_columns(cols)
+    a, _, _ = parse_coordinates(c.kept[cx])
+    b, _, _ = parse_coordinates(c.kept[cy])
+    finite = np.isfinite(a) & np.isfinite(b)
+    n = int(finite.sum())
+    if n == 0:
+        return
+    x, y = c.xy_m
+    outside = int((finite & ~_inside(x, y, bounds)).sum())
+    if outside * 2 <= n:
+        return
+    with np.errstate(invalid="ignore"):
+        sx, sy = project(b[finite], a[finite], cols.source_epsg, metric_epsg)
+    swapped_inside = int(_inside(sx, sy, bounds).sum())
+    if swapped_inside * 2 > n:
+        raise SnapshotFormatError(
+            path,
+            f"latitude and longitude look swapped: {outside} of {n} rows lie outside the city "
+            f"but {swapped_inside} inside with {cx!r} and {cy!r} exchanged; exchange the two "
+            "column names in the source's columns of the city file",
+            field=f"{cx},{cy}",
+        )
+
+
+def _inside(x: np.ndarray, y: np.ndarray, bounds: Bounds) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return (x >= bounds[0]) & (x <= bounds[2]) & (y >= bounds[1]) & (y <= bounds[3])
 
 
 def normalise_pois(
