@@ -6,6 +6,7 @@ import dagster as dg
 
 from assets.config import TrainingConfig
 from assets.embeddings import TEXT_EMBEDDINGS
+from assets.errors import one_line_failure
 from assets.metadata import latest_materialization_metadata, numbers, png_markdown
 from assets.partitions import Cities
 from assets.resources import (
@@ -39,6 +40,7 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
             "and a registered version of calliper_<city> carrying the alias 'candidate'."
         ),
     )
+    @one_line_failure
     def calliper_model(
         context: dg.AssetExecutionContext,
         config: TrainingConfig,

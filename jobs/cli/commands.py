@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +57,11 @@ def ingest(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) 
     with connect(s.warehouse) as con:
         report = run_ingest(con, city, s.data_root)
     print(
-        f"{city.key}: {report.rows_read:,} rows read, {report.rows_valid:,} valid, "
-        f"{report.rows_filtered_out:,} filtered {dict(report.filtered_by)}, "
-        f"{report.rows_quarantined:,} quarantined {dict(report.quarantined_by)} "
-        f"(EPSG:{report.metric_epsg}, {report.seconds:.1f} s) -> {s.warehouse}"
+        f"{city.key}: {report.summary()} (EPSG:{report.metric_epsg}, {report.seconds:.1f} s) "
+        f"-> {s.warehouse}"
     )
+    for note in report.warnings:
+        print(f"calliper ingest: warning: {city.key}: {note}", file=sys.stderr)
     return 0
 
 
