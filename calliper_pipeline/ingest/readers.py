@@ -49,6 +49,8 @@ _SUFFIX_FORMATS = {
     ".pq": "parquet",
     ".geoparquet": "geoparquet",
 }
+#: A number as coordinate text: decimal or scientific notation, or inf / infinity (signed).
+_NUMBER = r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|(?i:inf|infinity))"
 #: Text that counts as a missing value in text columns.
 MISSING_TEXT = frozenset({"", "nan", "na", "n/a", "null", "none"})
 
@@ -246,8 +248,9 @@ def parse_coordinates(
     """(float64 values, missing, unparseable) of a coordinate column.
 
     Numbers pass through (NaN is missing). Text is stripped; blank and ``nan``-like text
-    (:data:`MISSING_TEXT`) is missing; with ``decimal=","`` a comma is the decimal mark; text
-    that is still not a number is unparseable (NaN, not missing).
+    (:data:`MISSING_TEXT`) is missing; with ``decimal=","`` a comma is the decimal mark; a
+    number in decimal or scientific notation (or ``inf``) is read exactly as Python's
+    ``float`` reads it; any other text is unparseable (NaN, not missing).
     """
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         floats = values.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -256,10 +259,14 @@ def parse_coordinates(
     missing = (text.isna() | text.str.lower().isin(MISSING_TEXT)).fillna(True)
     if decimal != ".":
         text = text.str.replace(decimal, ".", regex=False)
-    parsed = pd.to_numeric(text.mask(missing), errors="coerce")
-    floats = np.asarray(parsed, dtype=np.float64)
+    number = text.str.fullmatch(_NUMBER).fillna(False).to_numpy(dtype=bool)
+    number &= ~missing.to_numpy(dtype=bool)
+    floats = np.full(len(values), np.nan)
+    # float() per value: exactly Python's (correctly rounded) reading; pandas' fast parser
+    # can be off by an ulp.
+    floats[number] = text.to_numpy(dtype=object)[number].astype(np.float64)
     miss = missing.to_numpy(dtype=bool)
-    return floats, miss, np.isnan(floats) & ~miss
+    return floats, miss, ~number & ~miss
 
 
 def _coordinate_column(
