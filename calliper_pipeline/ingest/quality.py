@@ -83,20 +83,20 @@ MIN_POIS: Final = TrainConfig().batch_size
 MIN_DISTINCT_PLACES: Final = 10
 
 
-def degenerate_city_warnings(pois: pd.DataFrame) -> list[str]:
+def degenerate_city_warnings(pois: pd.DataFrame, batch_size: int = MIN_POIS) -> list[str]:
     """One-line warnings when a city's POIs are too few or too uniform to train on.
 
     ``pois`` has ``category`` and ``x_m``/``y_m`` (metres). Warned: fewer POIs than a training
-    batch (:data:`MIN_POIS`), one category only (the contrastive loss has nothing to tell
-    apart), fewer than :data:`MIN_DISTINCT_PLACES` distinct places (to the metre). An empty
-    frame gives no warning (the ingest refuses it).
+    batch (``batch_size``, default :data:`MIN_POIS`), one category only (the contrastive loss
+    has nothing to tell apart), fewer than :data:`MIN_DISTINCT_PLACES` distinct places (to the
+    metre). An empty frame gives no warning (the ingest refuses it).
     """
     n = len(pois)
     if n == 0:
         return []
     out = []
-    if n < MIN_POIS:
-        out.append(f"{n:,} POIs, fewer than one training batch ({MIN_POIS:,})")
+    if n < batch_size:
+        out.append(f"{n:,} POIs, fewer than one training batch ({batch_size:,})")
     n_categories = pois[COL_CATEGORY].nunique()
     if n_categories < 2:
         out.append(f"one category only ({pois[COL_CATEGORY].iloc[0]!r}): nothing to contrast")
@@ -106,14 +106,16 @@ def degenerate_city_warnings(pois: pd.DataFrame) -> list[str]:
     return out
 
 
-def stored_city_warnings(con: duckdb.DuckDBPyConnection, city_key: str) -> list[str]:
+def stored_city_warnings(
+    con: duckdb.DuckDBPyConnection, city_key: str, batch_size: int = MIN_POIS
+) -> list[str]:
     """:func:`degenerate_city_warnings` of the city's stored POIs (none stored: a warning)."""
     if not table_exists(con, POIS_TABLE):
         return ["no POIs stored"]
     pois = con.execute(
         f"SELECT {COL_CATEGORY}, {COL_X}, {COL_Y} FROM {POIS_TABLE} WHERE city = ?", [city_key]
     ).df()
-    return degenerate_city_warnings(pois) if len(pois) else ["no POIs stored"]
+    return degenerate_city_warnings(pois, batch_size) if len(pois) else ["no POIs stored"]
 
 
 def poi_quality(con: duckdb.DuckDBPyConnection, city: CitySpec, data_root: Path) -> PoiQuality:

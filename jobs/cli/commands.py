@@ -82,6 +82,7 @@ def embed_texts(args: argparse.Namespace, s: Settings, city: CitySpec, command: 
 def train(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> int:
     """Train with the same step the ``calliper_model`` asset runs: one MLflow run, one
     registered version of ``calliper_<city>`` with alias ``candidate``."""
+    from calliper_pipeline.ingest.quality import stored_city_warnings
     from calliper_pipeline.provenance import code_version
     from calliper_pipeline.steps import train as training
     from calliper_pipeline.training.inputs import training_inputs
@@ -90,6 +91,9 @@ def train(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -
     encoder_id = build_text_encoder(args.text_encoder).encoder_id
     with connect(s.warehouse, read_only=True) as con:
         inputs = training_inputs(con, city, s.data_root, encoder_id, cfg)
+        notes = stored_city_warnings(con, city.key, cfg.train.batch_size)
+    for note in notes:  # a degenerate city trains to a meaningless loss: say so first
+        print(f"calliper train: warning: {city.key}: {note}", file=sys.stderr)
     out = training.train_and_register(
         inputs, city, s.data_root, cfg, tracking_config(args, s),
         s.home / "runs" / city.key / "cli", dagster_run_id=None,
