@@ -114,36 +114,44 @@ def read_csv_text(path: Path, encoding: str | None, delimiter: str) -> pd.DataFr
     """
     text = decode(path, file_bytes(path), encoding)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    rows: list[list[str | None]] = []
-    ragged: dict[int, str] = {}
     try:
         header = next((r for r in reader if r), None)
         if header is None:
             raise SnapshotFormatError(str(path), "empty file (no header row)")
         _check_delimiter(path, header, delimiter)
-        width = len(header)
-        empty: list[str | None] = [None] * width
-        for record in reader:
-            if not record:
-                continue
-            if len(record) != width:
-                raw = {"line": reader.line_num, "fields": len(record), "expected": width}
-                ragged[len(rows)] = json.dumps({**raw, "values": record}, ensure_ascii=False)
-                rows.append(empty)
-                continue
-            rows.append([v if v != "" else None for v in record])  # type: ignore[misc]
+        rows = [r for r in reader if r]
     except csv.Error as exc:
         raise SnapshotFormatError(
             str(path), f"unparseable CSV at line {reader.line_num}: {exc}"
         ) from exc
-    columns = _unique_names(header)
-    df = pd.DataFrame(rows, columns=columns, dtype=object)
-    if ragged:
-        at = np.fromiter(ragged, dtype=np.int64)
+    width = len(header)
+    widths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    ragged = np.flatnonzero(widths != width)
+    raw_json = {}
+    if len(ragged):
+        lines = _record_lines(text, delimiter)
+        for i in ragged:
+            raw = {"line": lines[i], "fields": len(rows[i]), "expected": width}
+            raw_json[int(i)] = json.dumps({**raw, "values": rows[i]}, ensure_ascii=False)
+            rows[i] = [""] * width
+    df = pd.DataFrame(rows, columns=_unique_names(header), dtype=object)
+    cells = df.to_numpy(dtype=object)
+    empty = cells == ""
+    if empty.any():
+        cells[empty] = None
+        df = pd.DataFrame(cells, columns=df.columns, dtype=object)
+    if raw_json:
         reason = np.full(len(df), None, dtype=object)
         raw_text = np.full(len(df), None, dtype=object)
-        reason[at] = REASON_RAGGED_ROW
-        raw_text[at] = list(ragged.values())
+        reason[ragged] = REASON_RAGGED_ROW
+        raw_text[ragged] = list(raw_json.values())
         df[COL_READ_REASON] = reason
         df[COL_READ_RAW] = raw_text
     return df
+
+
+def _record_lines(text: str, delimiter: str) -> list[int]:
+    """The file line on which each non-blank data record ends (a second pass, for messages)."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    lines = [reader.line_num for r in reader if r]
+    return lines[1:]  # the header's first

@@ -327,8 +327,10 @@ def _strip_control_characters(df: pd.DataFrame, cols: ColumnMap) -> np.ndarray:
         values = df[col]
         if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
             continue
-        hit = values.map(lambda v: isinstance(v, str) and _ANY_CONTROL.search(v) is not None)
-        hit_arr = hit.to_numpy(dtype=bool)
+        try:
+            hit_arr = values.str.contains(_ANY_CONTROL, na=False).to_numpy(dtype=bool)
+        except AttributeError:  # an object column without text (e.g. Parquet integers)
+            continue
         if hit_arr.any():
             df.loc[hit_arr, col] = values[hit_arr].map(strip_control_characters)
             changed |= hit_arr
