@@ -89,6 +89,7 @@ def test_quarantined_rows_name_row_field_and_raw_text(tmp_path: Path) -> None:
 
 
 def _cli(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = case.write(tmp_path)
     toml = tmp_path / "corpus.toml"
     toml.write_text(bad_inputs.city_toml(path, **case.options), encoding="utf-8")
@@ -154,3 +155,14 @@ def test_cli_subprocess_prints_one_line_and_no_traceback(tmp_path: Path) -> None
     assert re.fullmatch(
         "calliper ingest: error: " + case.error_pattern(path) + "\n", proc.stderr
     ), proc.stderr
+
+
+def test_cli_reads_the_encoding_and_delimiter_declared_in_the_city_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("csv_latin1_declared", "csv_decimal_comma_declared"):
+        case = next(c for c in CASES if c.name == name)
+        assert case.options  # the options travel through the TOML file
+        rc, out, err = _cli(case, tmp_path / name, capsys)
+        assert rc == 0 and "error" not in err
+        assert out.startswith(f"{KEY}: {bad_inputs.N_GOOD:,} rows read, {case.valid:,} valid")
