@@ -1,13 +1,13 @@
 """Reading POI source files: CSV / CSV.gz / GeoJSON / Parquet / GeoParquet into a DataFrame.
 
-:func:`read_source` returns the file's columns with a 1-based ``source_row`` and coordinate
-columns, the rows refused on reading (a ragged CSV row, a non-point feature: quarantined with
-the reason, the rest of the file is ingested) and the count of rows whose text had control
-characters stripped. Only a file that is unusable as a whole raises
-:class:`SnapshotFormatError`, one line naming file and, where known, line, row and field, and
-saying how to fix the usual mistakes (another delimiter, decimal commas, another encoding,
-projected coordinates in a GeoJSON). Validation and projection happen later
-(:mod:`.validate`).
+:func:`read_snapshot` returns the file's columns with a 1-based ``source_row`` and coordinate
+columns. The rows it cannot read as a POI (a ragged CSV row, a non-point feature) stay in
+place, marked (:mod:`.markers`), to be quarantined with the reason while the rest of the file
+is ingested; the rows whose text had control characters stripped are marked too. Only a file
+that is unusable as a whole raises :class:`SnapshotFormatError`: one line naming file and,
+where known, line, row and field, saying how to fix the usual mistakes (another delimiter,
+decimal commas, another encoding, projected coordinates in a GeoJSON). Validation and
+projection happen later (:mod:`.validate`).
 """
 
 from __future__ import annotations
@@ -290,7 +290,9 @@ def _coordinate_column(
     if not bad.any():
         return pd.Series(floats, index=values.index, dtype=np.float64)
     text = values.astype("string").str.strip()
-    if decimal == ".":
+    if decimal != ".":  # validation reads the text with the usual decimal point
+        text = text.str.replace(decimal, ".", regex=False)
+    else:
         comma = text.str.fullmatch(r"[+-]?\d+,\d+").fillna(False).to_numpy(dtype=bool)
         if comma.sum() * 2 > (~missing).sum():
             i = int(np.flatnonzero(comma)[0])

@@ -266,6 +266,13 @@ def _bad_value_cases() -> list[Case]:
                                                    lat=g["lat"].str.replace(".", ",")),
                                           delimiter=";")),
              options={"delimiter": ";", "decimal": ","}, valid=ALL),
+        Case("csv_decimal_comma_declared_with_garbage", "csv",
+             write_text("p.csv", csv_text([*g.assign(lon=g["lon"].str.replace(".", ","))
+                                           .to_numpy().tolist(),
+                                           ["x1", "", "cafe", "food", "10,0", "fifty"]],
+                                          delimiter=";")),
+             options={"delimiter": ";", "decimal": ","}, valid=ALL,
+             quarantined={"unparseable coordinates": 1}),
     ]  # fmt: skip
 
 
