@@ -42,16 +42,12 @@ from calliper_pipeline.hashing import text_hash
 from calliper_pipeline.ingest.descriptions import describe_frame
 from calliper_pipeline.ingest.filters import apply_filters
 from calliper_pipeline.ingest.markers import (
-    COL_CLEANED,
-    COL_READ_FIELD,
-    COL_READ_RAW,
-    COL_READ_REASON,
-    MARKER_COLUMNS,
     REASON_NOT_A_POINT,
     REASON_RAGGED_ROW,
     REPAIR_CONTROL_CHARACTERS,
 )
 from calliper_pipeline.ingest.readers import coordinate_columns, parse_coordinates
+from calliper_pipeline.ingest.refused import raw_json, refused_quarantine, split_refused
 from calliper_pipeline.ingest.report import IngestReport, SourceReport
 from calliper_pipeline.store import pois as store
 
@@ -108,17 +104,6 @@ def _clean_strings(values: pd.Series) -> pd.Series:
 
 def _none_series(index: pd.Index) -> pd.Series:
     return pd.Series(None, index=index, dtype=object)
-
-
-def _raw_json(raw_rows: pd.DataFrame) -> list[str]:
-    if raw_rows.empty:
-        return []
-    extra = [c for c in (COL_SOURCE_ROW, *MARKER_COLUMNS) if c in raw_rows.columns]
-    body = raw_rows.drop(columns=extra).to_json(
-        orient="records", lines=True, force_ascii=False, default_handler=str
-    )
-    # JSON escapes newlines inside strings, so "\n" separates records only.
-    return [line for line in body.split("\n") if line]
 
 
 def _validate(
@@ -265,7 +250,7 @@ def _quarantine_frame(c: _Checked, city_key: str, source: str) -> pd.DataFrame:
             COL_POI_ID: pd.Series(c.ids[bad].to_numpy(), dtype=object),
             "field": pd.Series(c.where[bad], dtype=object),
             "reason": pd.Series(c.reason[bad], dtype=object),
-            "raw_json": pd.Series(_raw_json(c.kept.loc[bad]), dtype=object),
+            "raw_json": pd.Series(raw_json(c.kept.loc[bad]), dtype=object),
             COL_SOURCE: pd.Series([source] * n, dtype=object),
         }
     ).loc[:, list(store.QUARANTINE_COLUMNS)]
@@ -315,14 +300,14 @@ def normalise_source(
     """
     if COL_SOURCE_ROW not in raw.columns:
         raw = raw.assign(**{COL_SOURCE_ROW: np.arange(1, len(raw) + 1, dtype=np.int64)})
-    refused, readable, cleaned = _split_refused(raw)
+    refused, readable, cleaned = split_refused(raw)
     kept, filtered_by = apply_filters(readable, spec.filters)
     checked = _check(kept, spec.columns, metric_epsg, bounds, id_prefix)
     _refuse_swapped(checked, spec.columns, metric_epsg, bounds, path or spec.path)
     pois = _poi_frame(checked, spec.columns, city.key, source, data_hash)
     quarantine = _quarantine_frame(checked, city.key, source)
     if len(refused):
-        quarantine = pd.concat([_refused_frame(refused, city.key, source), quarantine])
+        quarantine = pd.concat([refused_quarantine(refused, city.key, source), quarantine])
         quarantine = quarantine.sort_values(COL_SOURCE_ROW, kind="stable", ignore_index=True)
     counts = quarantine["reason"].value_counts()
     report = SourceReport(
@@ -336,38 +321,6 @@ def normalise_source(
         cleaned_by={REPAIR_CONTROL_CHARACTERS: cleaned} if cleaned else {},
     )
     return pois, quarantine, report
-
-
-def _split_refused(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """(rows refused on reading, the other rows without the marker columns, rows cleaned)."""
-    cleaned = int(raw[COL_CLEANED].to_numpy(dtype=bool).sum()) if COL_CLEANED in raw else 0
-    if COL_READ_REASON not in raw.columns:
-        return raw.iloc[:0], raw.drop(columns=[c for c in MARKER_COLUMNS if c in raw]), cleaned
-    bad = raw[COL_READ_REASON].notna().to_numpy()
-    readable = raw.loc[~bad].drop(columns=[c for c in MARKER_COLUMNS if c in raw])
-    return raw.loc[bad], readable, cleaned
-
-
-def _refused_frame(refused: pd.DataFrame, city_key: str, source: str) -> pd.DataFrame:
-    """Quarantine rows of the rows a reader refused (their raw text as the reader kept it)."""
-    n = len(refused)
-    raw = refused[COL_READ_RAW] if COL_READ_RAW in refused else pd.Series([None] * n)
-    own = _raw_json(refused)
-    field = refused[COL_READ_FIELD] if COL_READ_FIELD in refused else pd.Series([None] * n)
-    return pd.DataFrame(
-        {
-            COL_CITY: pd.Series([city_key] * n, dtype=object),
-            COL_SOURCE_ROW: pd.Series(refused[COL_SOURCE_ROW].to_numpy(np.int64), dtype=np.int64),
-            COL_POI_ID: pd.Series([None] * n, dtype=object),
-            "field": pd.Series(field.to_numpy(dtype=object), dtype=object),
-            "reason": pd.Series(refused[COL_READ_REASON].to_numpy(dtype=object), dtype=object),
-            "raw_json": pd.Series(
-                [r if r is not None else o for r, o in zip(raw.to_numpy(), own, strict=True)],
-                dtype=object,
-            ),
-            COL_SOURCE: pd.Series([source] * n, dtype=object),
-        }
-    ).loc[:, list(store.QUARANTINE_COLUMNS)]
 
 
 def _refuse_swapped(
