@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def one_line(err: BaseException) -> str:
+def one_line(err: BaseException | str) -> str:
     """An error's message on one line (newlines and runs of spaces become one space).
 
     What ``calliper`` prints after ``error:`` and what a failed Dagster materialisation shows.

@@ -8,6 +8,7 @@ city passes the blocking checks but fails the WARN-severity ``pois_not_degenerat
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -85,3 +86,25 @@ def test_degenerate_city_warns_but_passes_the_blocking_checks(tmp_path: Path) ->
         "pois_within_city_bounds": True,
         "pois_have_descriptions": True,
     }
+
+
+def test_calliper_run_prints_the_failed_step_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jobs.cli.parser import main
+
+    for name in [v for v in os.environ if v.startswith(("CALLIPER_", "MLFLOW_", "DAGSTER_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    case = CASES["csv_semicolon_delimiter"]
+    path = case.write(tmp_path)
+    toml = tmp_path / "corpus.toml"
+    toml.write_text(bad_inputs.city_toml(path), encoding="utf-8")
+    argv = ["run", "--tiny", "--city", KEY, "--cities", str(toml), "--data-root", str(tmp_path)]
+    rc = main([*argv, "--home", str(tmp_path / "home")])
+    err = capsys.readouterr().err
+    assert rc == 1
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1, err
+    pattern = "calliper run: error: pois: " + case.error_pattern(path)
+    assert re.fullmatch(pattern, errors[0]), errors[0]
