@@ -13,6 +13,7 @@ projection happen later (:mod:`.validate`).
 from __future__ import annotations
 
 import errno
+import gzip
 import json
 import re
 from pathlib import Path
@@ -165,7 +166,7 @@ def _read_geometry_file(path: Path, fmt: str, columns: ColumnMap) -> pd.DataFram
     import geopandas as gpd
 
     try:
-        gdf = gpd.read_parquet(path) if fmt == "geoparquet" else gpd.read_file(path)
+        gdf = gpd.read_parquet(path) if fmt == "geoparquet" else gpd.read_file(_geojson(path))
     except Exception as exc:
         raise SnapshotFormatError(str(path), f"unreadable {fmt}: {exc}") from exc
     if not isinstance(gdf, gpd.GeoDataFrame) or gdf.geometry is None:
@@ -191,6 +192,26 @@ def _read_geometry_file(path: Path, fmt: str, columns: ColumnMap) -> pd.DataFram
         df[COL_READ_RAW] = None
         df.loc[bad, COL_READ_RAW] = [_feature_json(gdf, int(i)) for i in np.flatnonzero(bad)]
     return df
+
+
+#: A JSON-escaped NUL (not itself an escaped backslash followed by "u0000").
+_JSON_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _geojson(path: Path) -> Any:
+    """The GeoJSON to hand to GDAL: the file, or its text with each NUL made a U+0001.
+
+    GDAL cuts a string at a NUL (``"Caf\\u0000e"`` would be read as ``"Caf"``); U+0001 keeps the
+    rest of the string, and control-character stripping then removes and counts it.
+    """
+    import io
+
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    if b"\\u0000" not in data and b"\x00" not in data:
+        return path
+    return io.BytesIO(_JSON_NUL.sub(rb"\1\\u0001", data).replace(b"\x00", b"\x01"))
 
 
 def _point_xy(geom: Any, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

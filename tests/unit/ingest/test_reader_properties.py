@@ -4,7 +4,8 @@ Coordinates: every float written as text (any spacing, either decimal mark when 
 parses back to itself; any text is exactly one of parsed, missing or unparseable. Readers:
 any table of text cells (control characters, quotes, delimiters, newlines and non-ASCII
 included) written as CSV, gzip CSV or Parquet reads back cell for cell, control characters
-stripped and counted, and ragged rows are quarantined at their own row and nowhere else.
+stripped and counted; ragged rows and non-point GeoJSON features are marked for the
+quarantine at their own row and nowhere else.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -159,3 +162,44 @@ def test_parquet_round_trip(rows: list[tuple], tmp_path_factory) -> None:
     assert df[COL_CLEANED].tolist() == [
         any(strip_control_characters(c) != c for c in r[:3]) for r in rows
     ]
+
+
+lon = st.floats(min_value=-180, max_value=180, allow_nan=False)
+lat = st.floats(min_value=-90, max_value=90, allow_nan=False)
+geometry = st.one_of(
+    st.tuples(lon, lat).map(lambda p: {"type": "Point", "coordinates": list(p)}),
+    st.tuples(lon, lat).map(
+        lambda p: {"type": "LineString", "coordinates": [list(p), [p[0] + 0.1, p[1]]]}
+    ),
+    st.none(),
+)
+
+
+@FAST
+@given(features=st.lists(st.tuples(cell, geometry), min_size=1, max_size=12))
+def test_geojson_points_read_and_other_features_marked_in_place(
+    features: list[tuple], tmp_path_factory
+) -> None:
+    assume(any(g is not None and g["type"] == "Point" for _, g in features))
+    doc = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "properties": {"id": f"f{i}", "name": name, "cat": "c"},
+             "geometry": g}
+            for i, (name, g) in enumerate(features)
+        ],
+    }  # fmt: skip
+    path = Path(tmp_path_factory.mktemp("gj")) / "p.geojson"
+    # Raw UTF-8: GDAL's JSON parser turns the escaped pair of a low surrogate \udc00 (e.g.
+    # U+1D800 written as "\ud836\udc00") into U+FFFD, a GDAL limitation this test leaves out.
+    path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    df = read_snapshot(path, SPEC)
+    assert df["source_row"].tolist() == list(range(1, len(features) + 1))
+    kinds = [None if g is None else g["type"] for _, g in features]
+    assert (df[COL_READ_REASON] == "not a point").tolist() == [k == "LineString" for k in kinds]
+    for (name, g), row in zip(features, df.itertuples(index=False), strict=True):
+        assert row.name == strip_control_characters(name)
+        if g is not None and g["type"] == "Point":
+            assert (row.lon, row.lat) == pytest.approx(tuple(g["coordinates"]), rel=1e-15)
+        else:
+            assert math.isnan(row.lon) and math.isnan(row.lat)
