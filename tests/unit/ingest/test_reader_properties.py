@@ -35,6 +35,7 @@ from calliper_pipeline.ingest.readers import (
 COLUMNS = ColumnMap(poi_id="id", name="name", category="cat", lon="lon", lat="lat")
 SPEC = SnapshotSpec(path="unused", columns=COLUMNS)
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PURE = settings(deadline=None)  # no per-example deadline: the suite shares 2 busy cores
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
 spaces = st.text(alphabet=" \t", max_size=3)
@@ -49,12 +50,14 @@ def _series(values: list[str]) -> pd.Series:
 # --------------------------------------------------------------------------- coordinates
 
 
+@PURE
 @given(x=finite, before=spaces, after=spaces)
 def test_a_float_as_text_parses_to_itself(x: float, before: str, after: str) -> None:
     value, missing, bad = parse_coordinates(_series([f"{before}{x!r}{after}"]))
     assert value[0] == x and not missing[0] and not bad[0]
 
 
+@PURE
 @given(x=finite)
 def test_a_decimal_comma_parses_when_declared(x: float) -> None:
     text = repr(x).replace(".", ",")
@@ -62,6 +65,7 @@ def test_a_decimal_comma_parses_when_declared(x: float) -> None:
     assert value[0] == x and not missing[0] and not bad[0]
 
 
+@PURE
 @given(values=st.lists(finite | st.just(math.nan), max_size=20))
 def test_numbers_pass_through(values: list[float]) -> None:
     series = pd.Series(values, dtype=np.float64)
@@ -70,6 +74,7 @@ def test_numbers_pass_through(values: list[float]) -> None:
     assert (missing == np.isnan(series.to_numpy())).all() and not bad.any()
 
 
+@PURE
 @given(texts=st.lists(st.one_of(cell, st.sampled_from(sorted(MISSING_TEXT))), max_size=20))
 def test_any_text_is_exactly_one_of_parsed_missing_or_unparseable(texts: list[str]) -> None:
     value, missing, bad = parse_coordinates(_series(texts))
@@ -81,6 +86,7 @@ def test_any_text_is_exactly_one_of_parsed_missing_or_unparseable(texts: list[st
             assert v == float(text.strip())
 
 
+@PURE
 @given(word=st.text(st.characters(categories=["L"]), min_size=1, max_size=8))
 def test_words_are_unparseable_not_missing(word: str) -> None:
     assume(word.strip().lower() not in MISSING_TEXT)
