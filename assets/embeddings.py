@@ -6,6 +6,7 @@ from typing import Any
 import dagster as dg
 
 from assets.config import DescriptionSettings
+from assets.errors import one_line_failure
 from assets.ingestion import POIS
 from assets.metadata import PREVIEW, fmt, latest_materialization_metadata, numbers, preview
 from assets.partitions import Cities
@@ -34,6 +35,7 @@ def build_text_embeddings(cities: Cities) -> dg.AssetsDefinition:
             "(encoder id, text hash) in a cache shared by all cities: a text is embedded once."
         ),
     )
+    @one_line_failure
     def text_embeddings(
         context: dg.AssetExecutionContext,
         config: DescriptionSettings,

@@ -9,6 +9,7 @@ import pandas as pd
 
 from assets.config import EvaluationConfig, PromotionConfig
 from assets.embeddings import BLOCKING_EMBEDDING_CHECKS, TEXT_EMBEDDINGS
+from assets.errors import one_line_failure
 from assets.ingestion import BLOCKING_POI_CHECKS, POIS
 from assets.metadata import PREVIEW, fmt, markdown_table, numbers, png_markdown, preview, rounded
 from assets.partitions import Cities
@@ -45,6 +46,7 @@ def build_evaluation(cities: Cities, key: dg.AssetKey, task: str) -> dg.AssetsDe
             "`calliper_model` registered; metrics in DuckDB and on the training's MLflow run."
         ),
     )
+    @one_line_failure
     def _evaluation(
         context: dg.AssetExecutionContext,
         config: EvaluationConfig,
@@ -186,6 +188,7 @@ def build_baselines(cities: Cities) -> dg.AssetsDefinition:
             "blocks; cached on the snapshot, evaluation files and settings (DuckDB)."
         ),
     )
+    @one_line_failure
     def baselines(
         context: dg.AssetExecutionContext,
         config: EvaluationConfig,
@@ -322,6 +325,7 @@ def build_champion(cities: Cities) -> dg.AssetsDefinition:
             "macro F1) is at least the incumbent's minus the tolerance."
         ),
     )
+    @one_line_failure
     def calliper_champion(
         context: dg.AssetExecutionContext,
         config: PromotionConfig,

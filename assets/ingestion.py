@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 
 from assets.config import DriftCheckConfig
+from assets.errors import one_line_failure
 from assets.metadata import PREVIEW, column_schema, fmt, markdown_table, numbers, preview, rounded
 from assets.partitions import Cities
 from assets.resources import DUCKDB_POOL, DataLocationResource, DuckDBResource
@@ -79,6 +80,7 @@ def build_pois(cities: Cities) -> dg.AssetsDefinition:
             "quarantine table with a reason. Data version = snapshot hash."
         ),
     )
+    @one_line_failure
     def pois(
         context: dg.AssetExecutionContext, duckdb: DuckDBResource, data: DataLocationResource
     ) -> dg.MaterializeResult:
@@ -93,6 +95,10 @@ def build_pois(cities: Cities) -> dg.AssetsDefinition:
             f"{r.rows_filtered_out:,} filtered out of {r.rows_read:,} rows ({r.seconds:.1f} s)"
         )
         quarantined = {f"quarantined_{k.replace(' ', '_')}": v for k, v in r.quarantined_by.items()}
+        cleaned = {f"cleaned_{k.replace(' ', '_')}": v for k, v in r.cleaned_by.items()}
+        for note in r.warnings:
+            context.log.warning(f"{city.key}: {note}")
+        notes = {"warnings": dg.MetadataValue.json(list(r.warnings))} if r.warnings else {}
         mix = out.category_mix.rename_axis("category").reset_index()
         top = ", ".join(str(c) for c in out.category_mix.index[:3])
         lines = [
@@ -120,8 +126,10 @@ def build_pois(cities: Cities) -> dg.AssetsDefinition:
                         "metric_epsg": r.metric_epsg,
                         "ingest_seconds": r.seconds,
                         **quarantined,
+                        **cleaned,
                     }
                 ),
+                **notes,
             },
         )
 
@@ -188,7 +196,32 @@ def build_poi_checks(cities: Cities) -> list[dg.AssetChecksDefinition]:
             metadata=meta,
         )
 
-    return [pois_quality, pois_category_mix_stable]
+    @dg.asset_check(
+        asset=POIS,
+        name="pois_not_degenerate",
+        partitions_def=cities.partitions,
+        pool=DUCKDB_POOL,
+        description=(
+            "Warns when the city is degenerate for training: fewer POIs than one training "
+            "batch, one category only, or every POI at a handful of places."
+        ),
+    )
+    def pois_not_degenerate(
+        context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
+    ) -> dg.AssetCheckResult:
+        from calliper_pipeline.ingest import quality
+
+        with duckdb.connect(read_only=True) as con:
+            notes = quality.stored_city_warnings(con, context.partition_key)
+        for note in notes:
+            context.log.warning(f"{context.partition_key}: {note}")
+        return dg.AssetCheckResult(
+            passed=not notes,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"warnings": dg.MetadataValue.json(notes)},
+        )
+
+    return [pois_quality, pois_category_mix_stable, pois_not_degenerate]
 
 
 def _result(name: str, passed: bool, **metadata: Any) -> dg.AssetCheckResult:

@@ -6,6 +6,7 @@ from typing import Any
 import dagster as dg
 
 from assets.config import MapsConfig
+from assets.errors import one_line_failure
 from assets.metadata import PREVIEW, markdown_table, png_markdown, preview
 from assets.partitions import Cities
 from assets.resources import DataLocationResource, MlflowResource, TextEncoderResource
@@ -81,6 +82,7 @@ def build_embedding_maps(cities: Cities) -> dg.AssetsDefinition:
             "heatmaps; also logged to the training's MLflow run under `maps/`."
         ),
     )
+    @one_line_failure
     def embedding_maps(
         context: dg.AssetExecutionContext,
         config: MapsConfig,

@@ -6,6 +6,7 @@ import dagster as dg
 
 from assets.config import TrainingConfig
 from assets.embeddings import TEXT_EMBEDDINGS
+from assets.errors import one_line_failure
 from assets.metadata import (
     PREVIEW,
     fmt,
@@ -47,6 +48,7 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
             "`candidate`."
         ),
     )
+    @one_line_failure
     def calliper_model(
         context: dg.AssetExecutionContext,
         config: TrainingConfig,

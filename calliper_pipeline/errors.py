@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 
+def one_line(err: BaseException | str) -> str:
+    """An error's message on one line (newlines and runs of spaces become one space).
+
+    What ``calliper`` prints after ``error:`` and what a failed Dagster materialisation shows.
+    """
+    return " ".join(str(err).split())
+
+
 class CalliperError(Exception):
     """Base class of every error this library raises on purpose."""
 

@@ -21,6 +21,7 @@ import dagster as dg
 
 from assets.config import EvaluationConfig, MapsConfig, TrainingConfig
 from calliper_pipeline import settings
+from calliper_pipeline.errors import one_line
 from jobs.definitions import CITY_REFRESH_JOB, build_definitions
 from jobs.origin import CLI, PYTHON_API, RUN_CITY_MODULE, door_tags
 
@@ -144,6 +145,19 @@ def summarise(result: dg.ExecuteInProcessResult) -> list[str]:
     return lines
 
 
+def failures(result: dg.ExecuteInProcessResult) -> list[str]:
+    """One line per failed step: the step and its message (a Failure's one-line description,
+    else the first line of the error)."""
+    lines = []
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        message = data.user_failure_data.description if data.user_failure_data else None
+        if not message and data.error is not None:
+            message = data.error.message.strip().splitlines()[0]
+        lines.append(f"{event.step_key}: {one_line(message or 'failed')}")
+    return lines
+
+
 def _materialisation_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
     for event in result.get_asset_materialization_events():
         mat = event.materialization
@@ -252,6 +266,8 @@ def run(
         status = "succeeded" if result.success else "FAILED"
         logger.info(f"run {result.run_id} [{variant}]: {status}")
         if not result.success:
+            for line in failures(result):
+                print(f"calliper run: error: {line}", file=sys.stderr)
             return 1
         runs[variant] = result
     if results_path is not None:

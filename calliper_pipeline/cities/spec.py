@@ -119,6 +119,9 @@ class SnapshotSpec:
     ``is_duplicate = false``); rows filtered out are counted in the ingestion report, not
     silently lost. ``name`` is the source's name in the ``pois.source`` column (the primary
     snapshot defaults to :data:`DEFAULT_PRIMARY_SOURCE`).
+
+    CSV reading options: ``encoding`` (a Python codec name; None: UTF-8), ``delimiter`` (one
+    character; None: ``,``) and ``decimal`` (the coordinates' decimal mark; None: ``.``).
     """
 
     path: str
@@ -126,6 +129,9 @@ class SnapshotSpec:
     format: str | None = None  # csv | geojson | parquet | geoparquet; None: from the suffix
     filters: Mapping[str, Any] = field(default_factory=dict)
     name: str | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    decimal: str | None = None
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from calliper_pipeline.constants import COL_X, COL_Y
 from calliper_pipeline.errors import EmptySnapshotError
 from calliper_pipeline.hashing import file_hash
 from calliper_pipeline.ingest.filters import apply_filters
+from calliper_pipeline.ingest.quality import degenerate_city_warnings
 from calliper_pipeline.ingest.readers import read_snapshot
 from calliper_pipeline.ingest.report import IngestReport, SourceReport
 from calliper_pipeline.ingest.validate import (
@@ -124,7 +125,7 @@ def _merge_sources(
     for i, ((name, spec, path), raw) in enumerate(zip(sources, raws, strict=True)):
         prefix = f"{name}:" if i > 0 else ""
         pois, quarantine, rep = normalise_source(
-            raw, city, name, spec, metric_epsg, bounds, data_hash, prefix
+            raw, city, name, spec, metric_epsg, bounds, data_hash, prefix, path=str(path)
         )
         within = getattr(spec, "dedupe_within_m", None)
         n_dup = 0
@@ -166,12 +167,23 @@ def ingest_city(
         FileNotFoundError: a source (or the boundary) file is missing.
         SnapshotFormatError: a source cannot be parsed.
         EmptySnapshotError: no row survived filtering and validation; the store is unchanged.
+
+    A city that is degenerate for training (:func:`.quality.degenerate_city_warnings`) or a
+    source without a valid row is ingested with one-line notes in the report's ``warnings``
+    (stored in ``ingest_log``; the CLI and the ``pois`` asset show them).
     """
     start = time.perf_counter()
     pois, quarantine, report = _merge_sources(city, data_root, source_hashes(city, data_root))
     if report.rows_valid == 0:
-        raise EmptySnapshotError(f"{city.key}: no valid POI in its sources ({report.to_dict()})")
+        paths = ", ".join(str(s["path"]) for s in report.sources.values())
+        raise EmptySnapshotError(f"{paths}: no valid POI: {report.summary()}")
+    notes = [
+        f"{s['path']}: no valid POI ({s['rows_read']:,} rows read)"
+        for s in report.sources.values()
+        if s["rows_valid"] == 0
+    ]
+    notes += degenerate_city_warnings(pois)
     pois = describe_pois(pois, city, desc_cfg or DescriptionConfig())
-    report = replace(report, seconds=time.perf_counter() - start)
+    report = replace(report, seconds=time.perf_counter() - start, warnings=tuple(notes))
     store.write_city_pois(con, city.key, pois, quarantine, report)
     return replace(report, seconds=time.perf_counter() - start)

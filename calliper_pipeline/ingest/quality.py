@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 
 import duckdb
 import numpy as np
@@ -22,7 +23,7 @@ import pandas as pd
 
 from calliper_pipeline.cities.geo import city_bounds_m
 from calliper_pipeline.cities.spec import CitySpec
-from calliper_pipeline.config import DescriptionConfig
+from calliper_pipeline.config import DescriptionConfig, TrainConfig
 from calliper_pipeline.constants import (
     COL_CATEGORY,
     COL_DESCRIPTION,
@@ -74,6 +75,47 @@ class MixDrift:
     current_ingest_id: int | None
     previous_ingest_id: int | None
     changes: pd.DataFrame  # category, previous, current, delta; largest |delta| first
+
+
+#: A city with fewer POIs than one training batch (the default preset's) cannot fill a batch.
+MIN_POIS: Final = TrainConfig().batch_size
+#: A city whose POIs sit at fewer distinct places (to the metre) than this is degenerate.
+MIN_DISTINCT_PLACES: Final = 10
+
+
+def degenerate_city_warnings(pois: pd.DataFrame, batch_size: int = MIN_POIS) -> list[str]:
+    """One-line warnings when a city's POIs are too few or too uniform to train on.
+
+    ``pois`` has ``category`` and ``x_m``/``y_m`` (metres). Warned: fewer POIs than a training
+    batch (``batch_size``, default :data:`MIN_POIS`), one category only (the contrastive loss
+    has nothing to tell apart), fewer than :data:`MIN_DISTINCT_PLACES` distinct places (to the
+    metre). An empty frame gives no warning (the ingest refuses it).
+    """
+    n = len(pois)
+    if n == 0:
+        return []
+    out = []
+    if n < batch_size:
+        out.append(f"{n:,} POIs, fewer than one training batch ({batch_size:,})")
+    n_categories = pois[COL_CATEGORY].nunique()
+    if n_categories < 2:
+        out.append(f"one category only ({pois[COL_CATEGORY].iloc[0]!r}): nothing to contrast")
+    places = len(pois[[COL_X, COL_Y]].round(0).drop_duplicates())
+    if places < MIN_DISTINCT_PLACES:
+        out.append(f"all {n:,} POIs lie at {places} distinct place(s) (to the metre)")
+    return out
+
+
+def stored_city_warnings(
+    con: duckdb.DuckDBPyConnection, city_key: str, batch_size: int = MIN_POIS
+) -> list[str]:
+    """:func:`degenerate_city_warnings` of the city's stored POIs (none stored: a warning)."""
+    if not table_exists(con, POIS_TABLE):
+        return ["no POIs stored"]
+    pois = con.execute(
+        f"SELECT {COL_CATEGORY}, {COL_X}, {COL_Y} FROM {POIS_TABLE} WHERE city = ?", [city_key]
+    ).df()
+    return degenerate_city_warnings(pois, batch_size) if len(pois) else ["no POIs stored"]
 
 
 def poi_quality(con: duckdb.DuckDBPyConnection, city: CitySpec, data_root: Path) -> PoiQuality:

@@ -1,15 +1,23 @@
 """Reading POI source files: CSV / CSV.gz / GeoJSON / Parquet / GeoParquet into a DataFrame.
 
-:func:`read_snapshot` returns the file's columns, a 1-based ``source_row`` and float64
-coordinate columns; a file that cannot be parsed raises :class:`SnapshotFormatError` naming
-file, row and field. Validation and projection happen later (:mod:`.validate`).
+:func:`read_snapshot` returns the file's columns with a 1-based ``source_row`` and coordinate
+columns. The rows it cannot read as a POI (a ragged CSV row, a non-point feature) stay in
+place, marked (:mod:`.markers`), to be quarantined with the reason while the rest of the file
+is ingested; the rows whose text had control characters stripped are marked too. Only a file
+that is unusable as a whole raises :class:`SnapshotFormatError`: one line naming file and,
+where known, line, row and field, saying how to fix the usual mistakes (another delimiter,
+decimal commas, another encoding, projected coordinates in a GeoJSON). Validation and
+projection happen later (:mod:`.validate`).
 """
 
 from __future__ import annotations
 
 import errno
+import gzip
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +26,15 @@ from pyproj import CRS
 from calliper_pipeline.cities.spec import ColumnMap, SnapshotSpec, filter_columns
 from calliper_pipeline.constants import COL_SOURCE_ROW
 from calliper_pipeline.errors import ConfigError, SnapshotFormatError
+from calliper_pipeline.ingest.csv_text import read_csv_text
+from calliper_pipeline.ingest.markers import (
+    COL_CLEANED,
+    COL_READ_FIELD,
+    COL_READ_RAW,
+    COL_READ_REASON,
+    READ_MARKERS,
+    REASON_NOT_A_POINT,
+)
 
 # Where read_snapshot puts point coordinates of a geometry file whose ColumnMap names none.
 GEOMETRY_X = "x"
@@ -33,6 +50,8 @@ _SUFFIX_FORMATS = {
     ".pq": "parquet",
     ".geoparquet": "geoparquet",
 }
+#: A number as coordinate text: decimal or scientific notation, or inf / infinity (signed).
+_NUMBER = r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|(?i:inf|infinity))"
 #: Text that counts as a missing value in text columns.
 MISSING_TEXT = frozenset({"", "nan", "na", "n/a", "null", "none"})
 
@@ -77,27 +96,41 @@ def coordinate_columns(columns: ColumnMap) -> tuple[str, str]:
 
 
 def read_snapshot(path: Path, spec: SnapshotSpec) -> pd.DataFrame:
-    """Read a POI snapshot into a DataFrame of its columns plus ``source_row``.
+    """Read a POI source file into a DataFrame of its columns plus ``source_row``.
 
-    CSV is read as text (empty cells are missing; ``"NA"`` stays a name); coordinate columns
-    are parsed to float64. For GeoJSON / GeoParquet the point geometry, reprojected to
-    ``spec.columns.source_epsg`` if the file's CRS differs, fills the coordinate columns (null
-    or empty geometries give NaN) and the geometry column is dropped. ``source_row`` is the
-    1-based row number in the file (header excluded); a source column of that name is replaced.
+    CSV (plain or gzip, told by content) is decoded with the source's ``encoding`` (default
+    UTF-8, a byte-order mark dropped) and split on its ``delimiter`` (default ``,``); empty
+    cells are missing (``"NA"`` stays a name). For GeoJSON / GeoParquet the point geometry,
+    reprojected to ``spec.columns.source_epsg`` if the file's CRS differs, fills the
+    coordinate columns (null or empty geometries give NaN) and the geometry column is dropped.
+    ``source_row`` is the 1-based data row in the file (header and blank lines excluded); a
+    source column of that name is replaced.
+
+    Rows that cannot be read as a POI stay in the frame, marked for the quarantine:
+    :data:`COL_READ_REASON` is ``ragged row`` (a CSV row whose field count differs from the
+    header's; its columns are empty) or ``not a point`` (a non-point feature), with the field
+    and the raw row in :data:`COL_READ_FIELD` / :data:`COL_READ_RAW` (None on good rows).
+    Control characters (NUL included) are stripped from the id, name, category and group
+    text; :data:`COL_CLEANED` marks the rows changed. Coordinate columns are float64 when
+    every value parses (with the source's ``decimal`` mark), else the stripped text (the
+    unparseable rows are quarantined by :mod:`.validate`).
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        SnapshotFormatError: unparseable file, a required column (category, coordinates, and
-            id / name / group / filter columns where named) missing, a non-point geometry, or a
-            coordinate value that is not a number; names the file and, where known, the row
-            and field.
+        SnapshotFormatError: the file as a whole is unusable, in one line naming file and,
+            where known, line, row and field: unreadable or undecodable (the encoding to
+            declare is suggested), no header, a required column (category, coordinates, and id
+            / name / group / filter columns where named) missing, a one-column header holding
+            another usual delimiter, coordinates written with decimal commas, a coordinate
+            column of a non-numeric type, or projected coordinates in a file whose CRS says
+            degrees.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(errno.ENOENT, "POI snapshot not found", str(path))
     fmt = snapshot_format(path, spec)
     if fmt == "csv":
-        df = _read_csv(path)
+        df = _read_csv(path, spec)
     elif fmt == "parquet":
         df = _read_parquet(path)
     else:
@@ -105,22 +138,21 @@ def read_snapshot(path: Path, spec: SnapshotSpec) -> pd.DataFrame:
     _check_columns(df, path, spec)
     df = df.reset_index(drop=True)
     df[COL_SOURCE_ROW] = np.arange(1, len(df) + 1, dtype=np.int64)
+    for col in READ_MARKERS:
+        if col not in df.columns:
+            df[col] = pd.Series(None, index=df.index, dtype=object)
+    df[COL_CLEANED] = _strip_control_characters(df, spec.columns)
     for col in coordinate_columns(spec.columns):
-        df[col] = _parse_coordinates(df[col], path, col)
+        decimal = spec.decimal or "."
+        df[col] = _coordinate_column(df[col], df[COL_SOURCE_ROW].to_numpy(), path, col, decimal)
     return df
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except pd.errors.ParserError as exc:
-        match = re.search(r"line (\d+)", str(exc))
-        row = int(match.group(1)) - 1 if match else None  # file line 1 is the header
-        raise SnapshotFormatError(str(path), f"unparseable CSV: {exc}", row=row) from exc
-    except pd.errors.EmptyDataError as exc:
-        raise SnapshotFormatError(str(path), "empty file (no header row)") from exc
-    except (UnicodeDecodeError, OSError, EOFError, ValueError) as exc:
-        raise SnapshotFormatError(str(path), f"unreadable CSV: {exc}") from exc
+def _read_csv(path: Path, spec: SnapshotSpec) -> pd.DataFrame:
+    return read_csv_text(path, spec.encoding, spec.delimiter or ",")
+
+
+# --------------------------------------------------------------------------- Parquet, geometry
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -134,30 +166,88 @@ def _read_geometry_file(path: Path, fmt: str, columns: ColumnMap) -> pd.DataFram
     import geopandas as gpd
 
     try:
-        gdf = gpd.read_parquet(path) if fmt == "geoparquet" else gpd.read_file(path)
+        gdf = gpd.read_parquet(path) if fmt == "geoparquet" else gpd.read_file(_geojson(path))
     except Exception as exc:
         raise SnapshotFormatError(str(path), f"unreadable {fmt}: {exc}") from exc
     if not isinstance(gdf, gpd.GeoDataFrame) or gdf.geometry is None:
         raise SnapshotFormatError(str(path), "no geometry column", field="geometry")
+    gdf = gdf.reset_index(drop=True)
     geom = gdf.geometry
-    present = geom.notna() & ~geom.is_empty
-    bad = present & (geom.geom_type != "Point")
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise SnapshotFormatError(
-            str(path),
-            f"geometry must be a Point, got {geom.iloc[i].geom_type}",
-            row=i + 1,
-            field="geometry",
-        )
+    present = (geom.notna() & ~geom.is_empty).to_numpy()
+    bad = present & (geom.geom_type != "Point").to_numpy()
+    points = present & ~bad
+    _check_degrees(path, gdf, geom, points)
     target = CRS.from_epsg(columns.source_epsg)
     if gdf.crs is not None and not CRS(gdf.crs).equals(target, ignore_axis_order=True):
         geom = geom.to_crs(target)
     cx, cy = coordinate_columns(columns)
     df = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
-    df[cx] = geom.x.where(present).to_numpy(dtype=float)
-    df[cy] = geom.y.where(present).to_numpy(dtype=float)
+    df[cx], df[cy] = _point_xy(geom, points)
+    if bad.any():  # kept in place (source_row stays the feature's number), marked
+        marks = ((COL_READ_REASON, REASON_NOT_A_POINT), (COL_READ_FIELD, "geometry"))
+        for col, value in marks:
+            mark = np.full(len(df), None, dtype=object)
+            mark[bad] = value
+            df[col] = mark
+        df[COL_READ_RAW] = None
+        df.loc[bad, COL_READ_RAW] = [_feature_json(gdf, int(i)) for i in np.flatnonzero(bad)]
     return df
+
+
+#: A JSON-escaped NUL (not itself an escaped backslash followed by "u0000").
+_JSON_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _geojson(path: Path) -> Any:
+    """The GeoJSON to hand to GDAL: the file, or its text with each NUL made a U+0001.
+
+    GDAL cuts a string at a NUL (``"Caf\\u0000e"`` would be read as ``"Caf"``); U+0001 keeps the
+    rest of the string, and control-character stripping then removes and counts it.
+    """
+    import io
+
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    if b"\\u0000" not in data and b"\x00" not in data:
+        return path
+    return io.BytesIO(_JSON_NUL.sub(rb"\1\\u0001", data).replace(b"\x00", b"\x01"))
+
+
+def _point_xy(geom: Any, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of the point rows, NaN elsewhere."""
+    import shapely
+
+    x = np.full(len(points), np.nan)
+    y = np.full(len(points), np.nan)
+    arr = np.asarray(geom.to_numpy(), dtype=object)[points]
+    x[points] = shapely.get_x(arr)
+    y[points] = shapely.get_y(arr)
+    return x, y
+
+
+def _feature_json(gdf: pd.DataFrame, i: int) -> str:
+    geometry = gdf.geometry  # type: ignore[attr-defined]
+    props = {k: v for k, v in gdf.iloc[i].items() if k != geometry.name}
+    props["geometry_type"] = geometry.iloc[i].geom_type
+    return json.dumps(props, ensure_ascii=False, default=str)
+
+
+def _check_degrees(path: Path, gdf: Any, geom: Any, points: np.ndarray) -> None:
+    """Refuse a file whose CRS says degrees but most of whose points lie far outside them."""
+    if gdf.crs is None or not CRS(gdf.crs).is_geographic or not points.any():
+        return
+    x, y = (v[points] for v in _point_xy(geom, points))
+    off = ~((np.abs(x) <= 180) & (np.abs(y) <= 90))
+    if off.sum() * 2 > len(x):
+        raise SnapshotFormatError(
+            str(path),
+            f"{int(off.sum())} of {len(x)} points are not degrees (e.g. x={x[off][0]:.1f}, "
+            f"y={y[off][0]:.1f}), but the file's CRS is {CRS(gdf.crs).to_string()} (GeoJSON's "
+            "default when it declares none): the coordinates look projected; reproject the "
+            "file to EPSG:4326 or declare its CRS",
+            field="geometry",
+        )
 
 
 def _check_columns(df: pd.DataFrame, path: Path, spec: SnapshotSpec) -> None:
@@ -173,8 +263,42 @@ def _check_columns(df: pd.DataFrame, path: Path, spec: SnapshotSpec) -> None:
         )
 
 
-def _parse_coordinates(values: pd.Series, path: Path, col: str) -> pd.Series:
-    """Coordinate column as float64; blank / 'nan'-like text becomes NaN (quarantined later)."""
+def parse_coordinates(
+    values: pd.Series, decimal: str = "."
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(float64 values, missing, unparseable) of a coordinate column.
+
+    Numbers pass through (NaN is missing). Text is stripped; blank and ``nan``-like text
+    (:data:`MISSING_TEXT`) is missing; with ``decimal=","`` a comma is the decimal mark; a
+    number in decimal or scientific notation (or ``inf``) is read exactly as Python's
+    ``float`` reads it; any other text is unparseable (NaN, not missing).
+    """
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        floats = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        return floats, np.isnan(floats), np.zeros(len(floats), dtype=bool)
+    text = values.astype("string").str.strip()
+    missing = (text.isna() | text.str.lower().isin(MISSING_TEXT)).fillna(True)
+    if decimal != ".":
+        text = text.str.replace(decimal, ".", regex=False)
+    number = text.str.fullmatch(_NUMBER).fillna(False).to_numpy(dtype=bool)
+    number &= ~missing.to_numpy(dtype=bool)
+    floats = np.full(len(values), np.nan)
+    # float() per value: exactly Python's (correctly rounded) reading; pandas' fast parser
+    # can be off by an ulp.
+    floats[number] = text.to_numpy(dtype=object)[number].astype(np.float64)
+    miss = missing.to_numpy(dtype=bool)
+    return floats, miss, ~number & ~miss
+
+
+def _coordinate_column(
+    values: pd.Series, rows: np.ndarray, path: Path, col: str, decimal: str
+) -> pd.Series:
+    """float64 when every value parses; else the stripped text, for validation to quarantine.
+
+    Raises:
+        SnapshotFormatError: a column type that is not numbers or text, or coordinates that
+            are mostly written with decimal commas while the source declares none.
+    """
     if pd.api.types.is_bool_dtype(values) or not (
         pd.api.types.is_numeric_dtype(values)
         or pd.api.types.is_object_dtype(values)
@@ -183,15 +307,54 @@ def _parse_coordinates(values: pd.Series, path: Path, col: str) -> pd.Series:
         raise SnapshotFormatError(
             str(path), f"coordinate column has type {values.dtype}, not a number", field=col
         )
-    if pd.api.types.is_numeric_dtype(values):
-        return values.astype(np.float64)
+    floats, missing, bad = parse_coordinates(values, decimal)
+    if not bad.any():
+        return pd.Series(floats, index=values.index, dtype=np.float64)
     text = values.astype("string").str.strip()
-    blank = text.isna() | text.str.lower().isin(MISSING_TEXT).fillna(False)
-    parsed = pd.to_numeric(text.mask(blank), errors="coerce")
-    bad = (parsed.isna() & ~blank).to_numpy()
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise SnapshotFormatError(
-            str(path), f"cannot parse {values.iloc[i]!r} as a number", row=i + 1, field=col
-        )
-    return parsed.astype(np.float64)
+    if decimal != ".":  # validation reads the text with the usual decimal point
+        text = text.str.replace(decimal, ".", regex=False)
+    else:
+        comma = text.str.fullmatch(r"[+-]?\d+,\d+").fillna(False).to_numpy(dtype=bool)
+        if comma.sum() * 2 > (~missing).sum():
+            i = int(np.flatnonzero(comma)[0])
+            raise SnapshotFormatError(
+                str(path),
+                f"coordinates use decimal commas ({int(comma.sum())} values such as "
+                f'{text.iloc[i]!r}): add decimal = "," to its source entry in the city file',
+                row=int(rows[i]),
+                field=col,
+            )
+    out = text.astype(object)
+    out[missing] = None
+    return out
+
+
+#: C0 and C1 control characters; tab, newline, CR, VT and FF become a space, the rest go.
+_SPACE_CONTROLS = re.compile(r"[\t\n\r\x0b\x0c]+")
+_OTHER_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+_ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def strip_control_characters(text: str) -> str:
+    """``text`` without control characters (whitespace ones become one space)."""
+    return _OTHER_CONTROLS.sub("", _SPACE_CONTROLS.sub(" ", text))
+
+
+def _strip_control_characters(df: pd.DataFrame, cols: ColumnMap) -> np.ndarray:
+    """Strip control characters from the id, name, category and group text in place.
+
+    Returns which rows changed.
+    """
+    changed = np.zeros(len(df), dtype=bool)
+    for col in dict.fromkeys(c for c in (cols.poi_id, cols.name, cols.category, cols.group) if c):
+        values = df[col]
+        if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+            continue
+        try:
+            hit_arr = values.str.contains(_ANY_CONTROL, na=False).to_numpy(dtype=bool)
+        except AttributeError:  # an object column without text (e.g. Parquet integers)
+            continue
+        if hit_arr.any():
+            df.loc[hit_arr, col] = values[hit_arr].map(strip_control_characters)
+            changed |= hit_arr
+    return changed

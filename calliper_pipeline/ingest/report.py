@@ -28,7 +28,9 @@ class SourceReport:
 
     ``filtered_by`` maps each filter column to the rows it removed (filters apply in order);
     ``quarantined_by`` maps each quarantine reason to its rows; ``rows_duplicate`` counts the
-    rows dropped as within ``dedupe_within_m`` of a POI merged before (0 for the primary).
+    rows dropped as within ``dedupe_within_m`` of a POI merged before (0 for the primary);
+    ``cleaned_by`` maps each repair (``control characters stripped``) to the rows it changed
+    (such rows are counted where they ended up too).
     """
 
     name: str
@@ -41,6 +43,7 @@ class SourceReport:
     quarantined_by: dict[str, int] = field(default_factory=dict)
     path: str = ""
     file_hash: str = ""
+    cleaned_by: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_counts(self)
@@ -57,7 +60,9 @@ class IngestReport:
     source's :meth:`SourceReport.to_dict` by name (empty for a report built by hand).
     ``snapshot_hash`` is the data version (:func:`calliper_pipeline.ingest.ingest.snapshot_hash`);
     ``bounds_m`` is the city's (min_x, min_y, max_x, max_y) in metres of ``metric_epsg``;
-    ``source_path`` the primary file; ``seconds`` the wall time.
+    ``source_path`` the primary file; ``seconds`` the wall time. ``cleaned_by`` sums the
+    sources' repairs; ``warnings`` are one-line notes on the ingested city (a degenerate city,
+    a source without a valid row).
     """
 
     city: str
@@ -74,6 +79,8 @@ class IngestReport:
     seconds: float = 0.0
     rows_duplicate: int = 0
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cleaned_by: dict[str, int] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_counts(self)
@@ -81,6 +88,19 @@ class IngestReport:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-serialisable) for logs and asset metadata."""
         return asdict(self)
+
+    def summary(self) -> str:
+        """One line of counts: read, valid, filtered and quarantined by reason, cleaned."""
+        text = (
+            f"{self.rows_read:,} rows read, {self.rows_valid:,} valid, "
+            f"{self.rows_filtered_out:,} filtered out {dict(self.filtered_by)}, "
+            f"{self.rows_quarantined:,} quarantined {dict(self.quarantined_by)}"
+        )
+        if self.rows_duplicate:
+            text += f", {self.rows_duplicate:,} near-duplicates"
+        if self.cleaned_by:
+            text += f", cleaned {dict(self.cleaned_by)}"
+        return text
 
     @classmethod
     def combine(
@@ -111,6 +131,7 @@ class IngestReport:
             rows_duplicate=sum(s.rows_duplicate for s in sources),
             filtered_by=summed([s.filtered_by for s in sources]),
             quarantined_by=summed([s.quarantined_by for s in sources]),
+            cleaned_by=summed([s.cleaned_by for s in sources]),
             bounds_m=bounds_m,
             source_path=sources[0].path if sources else "",
             sources={s.name: s.to_dict() for s in sources},

@@ -37,15 +37,22 @@ from calliper_pipeline.constants import (
     POI_COLUMNS,
     WGS84_EPSG,
 )
-from calliper_pipeline.errors import ConfigError, EmptySnapshotError
+from calliper_pipeline.errors import ConfigError, EmptySnapshotError, SnapshotFormatError
 from calliper_pipeline.hashing import text_hash
 from calliper_pipeline.ingest.descriptions import describe_frame
 from calliper_pipeline.ingest.filters import apply_filters
-from calliper_pipeline.ingest.readers import MISSING_TEXT, coordinate_columns
+from calliper_pipeline.ingest.markers import (
+    REASON_NOT_A_POINT,
+    REASON_RAGGED_ROW,
+    REPAIR_CONTROL_CHARACTERS,
+)
+from calliper_pipeline.ingest.readers import coordinate_columns, parse_coordinates
+from calliper_pipeline.ingest.refused import raw_json, refused_quarantine, split_refused
 from calliper_pipeline.ingest.report import IngestReport, SourceReport
 from calliper_pipeline.store import pois as store
 
-# Quarantine reasons, in the order rows are checked (a row gets the first that applies).
+# Quarantine reasons, in the order rows are checked (a row gets the first that applies);
+# rows refused on reading (REASON_RAGGED_ROW, REASON_NOT_A_POINT: see .markers) come first.
 REASON_MISSING_ID = "missing id"
 REASON_UNPARSEABLE_COORDINATES = "unparseable coordinates"
 REASON_MISSING_COORDINATES = "missing coordinates"
@@ -53,6 +60,17 @@ REASON_NONFINITE_COORDINATES = "non-finite coordinates"
 REASON_MISSING_CATEGORY = "missing category"
 REASON_OUTSIDE_BOUNDS = "outside city bounds"
 REASON_DUPLICATE_ID = "duplicate id"
+QUARANTINE_REASONS = (
+    REASON_RAGGED_ROW,
+    REASON_NOT_A_POINT,
+    REASON_MISSING_ID,
+    REASON_UNPARSEABLE_COORDINATES,
+    REASON_MISSING_COORDINATES,
+    REASON_NONFINITE_COORDINATES,
+    REASON_MISSING_CATEGORY,
+    REASON_OUTSIDE_BOUNDS,
+    REASON_DUPLICATE_ID,
+)
 
 Bounds = tuple[float, float, float, float]
 
@@ -88,29 +106,6 @@ def _none_series(index: pd.Index) -> pd.Series:
     return pd.Series(None, index=index, dtype=object)
 
 
-def _raw_json(raw_rows: pd.DataFrame) -> list[str]:
-    if raw_rows.empty:
-        return []
-    body = raw_rows.drop(columns=[COL_SOURCE_ROW]).to_json(
-        orient="records", lines=True, force_ascii=False, default_handler=str
-    )
-    # JSON escapes newlines inside strings, so "\n" separates records only.
-    return [line for line in body.split("\n") if line]
-
-
-def _coerce_coordinates(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(float64 values, missing mask); unparseable text is NaN but not missing."""
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        floats = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        return floats, np.isnan(floats)
-    text = values.astype("string").str.strip()
-    missing = (text.isna() | text.str.lower().isin(MISSING_TEXT)).fillna(True)
-    floats = pd.to_numeric(text.mask(missing), errors="coerce").to_numpy(
-        dtype=np.float64, na_value=np.nan
-    )
-    return floats, missing.to_numpy(dtype=bool)
-
-
 def _validate(
     ids: pd.Series,
     category: pd.Series,
@@ -126,8 +121,7 @@ def _validate(
     cx, cy = coordinate_columns(cols)
     id_field = cols.poi_id or COL_SOURCE_ROW
     a, b, a_missing, b_missing = coords
-    x, y = xy_m
-    inside = (x >= bounds[0]) & (x <= bounds[2]) & (y >= bounds[1]) & (y <= bounds[3])
+    inside = _inside(*xy_m, bounds)
     checks: list[tuple[str, np.ndarray, Any]] = [
         (REASON_MISSING_ID, ids.isna().to_numpy(), id_field),
         (REASON_UNPARSEABLE_COORDINATES, np.isnan(a) & ~a_missing, cx),
@@ -201,8 +195,8 @@ def _check(
     kept: pd.DataFrame, cols: ColumnMap, metric_epsg: int, bounds: Bounds, id_prefix: str
 ) -> _Checked:
     cx, cy = coordinate_columns(cols)
-    a, a_missing = _coerce_coordinates(kept[cx])
-    b, b_missing = _coerce_coordinates(kept[cy])
+    a, a_missing, _ = parse_coordinates(kept[cx])
+    b, b_missing, _ = parse_coordinates(kept[cy])
     with np.errstate(invalid="ignore"):
         x_m, y_m = project(a, b, cols.source_epsg, metric_epsg)
         lon, lat = project(a, b, cols.source_epsg, WGS84_EPSG)
@@ -256,7 +250,7 @@ def _quarantine_frame(c: _Checked, city_key: str, source: str) -> pd.DataFrame:
             COL_POI_ID: pd.Series(c.ids[bad].to_numpy(), dtype=object),
             "field": pd.Series(c.where[bad], dtype=object),
             "reason": pd.Series(c.reason[bad], dtype=object),
-            "raw_json": pd.Series(_raw_json(c.kept.loc[bad]), dtype=object),
+            "raw_json": pd.Series(raw_json(c.kept.loc[bad]), dtype=object),
             COL_SOURCE: pd.Series([source] * n, dtype=object),
         }
     ).loc[:, list(store.QUARANTINE_COLUMNS)]
@@ -280,6 +274,7 @@ def normalise_source(
     bounds: Bounds,
     data_hash: str,
     id_prefix: str = "",
+    path: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, SourceReport]:
     """Filter, validate and project one source's raw rows (descriptions are not built here).
 
@@ -290,18 +285,30 @@ def normalise_source(
         metric_epsg: the city's metric CRS; bounds: its (min_x, min_y, max_x, max_y) metres.
         data_hash: the ``snapshot_hash`` stored on every POI row.
         id_prefix: prepended to every id (``"fhrs:"``), so ids stay unique across sources.
+        path: the source file, for messages (default: ``spec.path``).
 
     Returns:
-        (POI rows without description/text_hash, quarantine rows, counts). Duplicate ids are
-        detected among rows that pass every other check: the first *valid* row of an id is
-        kept and the later ones are quarantined as ``duplicate id``.
+        (POI rows without description/text_hash, quarantine rows in source-row order,
+        counts). Rows the reader refused (``ragged row``, ``not a point``) are quarantined
+        before any filter. Duplicate ids are detected among rows that pass every other check:
+        the first *valid* row of an id is kept and the later ones are quarantined as
+        ``duplicate id``. The rows whose text the reader cleaned are counted in ``cleaned_by``.
+
+    Raises:
+        SnapshotFormatError: latitude and longitude look swapped (see
+            :func:`_refuse_swapped`).
     """
     if COL_SOURCE_ROW not in raw.columns:
         raw = raw.assign(**{COL_SOURCE_ROW: np.arange(1, len(raw) + 1, dtype=np.int64)})
-    kept, filtered_by = apply_filters(raw, spec.filters)
+    refused, readable, cleaned = split_refused(raw)
+    kept, filtered_by = apply_filters(readable, spec.filters)
     checked = _check(kept, spec.columns, metric_epsg, bounds, id_prefix)
+    _refuse_swapped(checked, spec.columns, metric_epsg, bounds, path or spec.path)
     pois = _poi_frame(checked, spec.columns, city.key, source, data_hash)
     quarantine = _quarantine_frame(checked, city.key, source)
+    if len(refused):
+        quarantine = pd.concat([refused_quarantine(refused, city.key, source), quarantine])
+        quarantine = quarantine.sort_values(COL_SOURCE_ROW, kind="stable", ignore_index=True)
     counts = quarantine["reason"].value_counts()
     report = SourceReport(
         name=source,
@@ -311,8 +318,50 @@ def normalise_source(
         rows_quarantined=len(quarantine),
         filtered_by=filtered_by,
         quarantined_by={str(k): int(v) for k, v in counts.items()},
+        cleaned_by={REPAIR_CONTROL_CHARACTERS: cleaned} if cleaned else {},
     )
     return pois, quarantine, report
+
+
+def _refuse_swapped(
+    c: _Checked, cols: ColumnMap, metric_epsg: int, bounds: Bounds, path: str
+) -> None:
+    """Refuse a geographic source whose lat and lon look exchanged.
+
+    More than half of the rows with finite coordinates lie outside the city's bounds, and more
+    than half inside when the two coordinate columns are exchanged.
+    """
+    from pyproj import CRS
+
+    if not CRS.from_epsg(cols.source_epsg).is_geographic:
+        return
+    cx, cy = coordinate_columns(cols)
+    a, _, _ = parse_coordinates(c.kept[cx])
+    b, _, _ = parse_coordinates(c.kept[cy])
+    finite = np.isfinite(a) & np.isfinite(b)
+    n = int(finite.sum())
+    if n == 0:
+        return
+    x, y = c.xy_m
+    outside = int((finite & ~_inside(x, y, bounds)).sum())
+    if outside * 2 <= n:
+        return
+    with np.errstate(invalid="ignore"):
+        sx, sy = project(b[finite], a[finite], cols.source_epsg, metric_epsg)
+    swapped_inside = int(_inside(sx, sy, bounds).sum())
+    if swapped_inside * 2 > n:
+        raise SnapshotFormatError(
+            path,
+            f"latitude and longitude look swapped: {outside} of {n} rows lie outside the city "
+            f"but {swapped_inside} inside with {cx!r} and {cy!r} exchanged; exchange the two "
+            "column names in the source's columns of the city file",
+            field=f"{cx},{cy}",
+        )
+
+
+def _inside(x: np.ndarray, y: np.ndarray, bounds: Bounds) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return (x >= bounds[0]) & (x <= bounds[2]) & (y >= bounds[1]) & (y <= bounds[3])
 
 
 def normalise_pois(

@@ -6,10 +6,11 @@ Three tables, all keyed by city:
   ``lon``/``lat`` WGS84 degrees, ``x_m``/``y_m`` metres in the city's metric CRS. Uniqueness is
   checked inside the write transaction rather than by a PRIMARY KEY: DuckDB's index makes
   deleting and re-inserting a city's 72k London rows in one transaction ~10x slower.
-- ``pois_quarantine``: rows rejected by validation, with the source column (``field``) and the
-  reason, and the raw row as JSON.
+- ``pois_quarantine``: rows rejected on reading or by validation, with the source column
+  (``field``) and the reason, and the raw row as JSON.
 - ``ingest_log``: one row per ingest (append-only): counts, snapshot hash, metric EPSG, time,
-  near-duplicates dropped, and the per-source counts as JSON (``sources``).
+  near-duplicates dropped, the per-source counts as JSON (``sources``), the rows whose text
+  was repaired by repair (``cleaned_by``) and the ingest's warnings (a JSON list).
 
 ``source`` (in ``pois`` and ``pois_quarantine``) names the POI source a row came from (a city
 may merge several; ``source_row`` is the row in that source's file). Tables created before
@@ -56,7 +57,7 @@ QUARANTINE_COLUMNS: tuple[str, ...] = (
     COL_SOURCE,
 )
 
-_LOG_JSON_FIELDS = ("filtered_by", "quarantined_by", "sources")
+_LOG_JSON_FIELDS = ("filtered_by", "quarantined_by", "sources", "cleaned_by", "warnings")
 
 
 def _insert_frame(
@@ -74,9 +75,10 @@ def _insert_ingest_log(con: duckdb.DuckDBPyConnection, city_key: str, report: In
         f"""
         INSERT INTO {INGEST_LOG_TABLE} (ingest_id, city, snapshot_hash, source_path,
             metric_epsg, rows_read, rows_filtered_out, rows_valid, rows_quarantined,
-            filtered_by, quarantined_by, seconds, ingested_at, rows_duplicate, sources)
+            filtered_by, quarantined_by, seconds, ingested_at, rows_duplicate, sources,
+            cleaned_by, warnings)
         SELECT coalesce((SELECT max(ingest_id) FROM {INGEST_LOG_TABLE}), 0) + 1,
-               ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+               ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
         """,
         [
             city_key,
@@ -93,6 +95,8 @@ def _insert_ingest_log(con: duckdb.DuckDBPyConnection, city_key: str, report: In
             datetime.now(UTC).replace(tzinfo=None),
             report.rows_duplicate,
             json.dumps(report.sources, sort_keys=True),
+            json.dumps(report.cleaned_by, sort_keys=True),
+            json.dumps(list(report.warnings)),
         ],
     )
 
@@ -184,7 +188,8 @@ def latest_ingest(con: duckdb.DuckDBPyConnection, city_key: str) -> dict[str, An
         return None
     out = dict(zip([d[0] for d in cur.description], rows[0], strict=True))
     for key in _LOG_JSON_FIELDS:
-        out[key] = json.loads(out[key]) if out[key] is not None else {}
+        empty: Any = [] if key == "warnings" else {}
+        out[key] = json.loads(out[key]) if out[key] is not None else empty
     return out
 
 

@@ -75,6 +75,8 @@ _ADDED_COLUMNS = (
     (QUARANTINE_TABLE, COL_SOURCE, "VARCHAR"),
     (INGEST_LOG_TABLE, "rows_duplicate", "BIGINT"),
     (INGEST_LOG_TABLE, "sources", "VARCHAR"),
+    (INGEST_LOG_TABLE, "cleaned_by", "VARCHAR"),
+    (INGEST_LOG_TABLE, "warnings", "VARCHAR"),
 )
 
 # ``embedding`` is a variable-length FLOAT[] so encoders of different widths share the table.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +80,11 @@ def ingest(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) 
     with connect(s.warehouse) as con:
         report = run_ingest(con, city, s.data_root)
     print(
-        f"{city.key}: {report.rows_read:,} rows read, {report.rows_valid:,} valid, "
-        f"{report.rows_filtered_out:,} filtered {dict(report.filtered_by)}, "
-        f"{report.rows_quarantined:,} quarantined {dict(report.quarantined_by)} "
-        f"(EPSG:{report.metric_epsg}, {report.seconds:.1f} s) -> {s.warehouse}"
+        f"{city.key}: {report.summary()} (EPSG:{report.metric_epsg}, {report.seconds:.1f} s) "
+        f"-> {s.warehouse}"
     )
+    for note in report.warnings:
+        print(f"calliper ingest: warning: {city.key}: {note}", file=sys.stderr)
     return 0
 
 
@@ -104,6 +105,7 @@ def embed_texts(args: argparse.Namespace, s: Settings, city: CitySpec, command: 
 def train(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> int:
     """Train with the same step the ``calliper_model`` asset runs: one MLflow run, one
     registered version of ``calliper_<city>`` with alias ``candidate``."""
+    from calliper_pipeline.ingest.quality import stored_city_warnings
     from calliper_pipeline.provenance import code_version
     from calliper_pipeline.steps import train as training
     from calliper_pipeline.training.inputs import training_inputs
@@ -112,6 +114,9 @@ def train(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -
     encoder_id = build_text_encoder(args.text_encoder).encoder_id
     with connect(s.warehouse, read_only=True) as con:
         inputs = training_inputs(con, city, s.data_root, encoder_id, cfg)
+        notes = stored_city_warnings(con, city.key, cfg.train.batch_size)
+    for note in notes:  # a degenerate city trains to a meaningless loss: say so first
+        print(f"calliper train: warning: {city.key}: {note}", file=sys.stderr)
     out = training.train_and_register(
         inputs, city, s.data_root, cfg, tracking_config(args, s),
         s.home / "runs" / city.key / "cli", dagster_run_id=None,

@@ -24,7 +24,7 @@ from typing import Any
 from calliper_pipeline import presets
 from calliper_pipeline import settings as settings_mod
 from calliper_pipeline.cities.spec import CitySpec, get_city, load_city_registry
-from calliper_pipeline.errors import CalliperError
+from calliper_pipeline.errors import CalliperError, one_line
 from jobs import origin
 from jobs.cli import commands
 
@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         # an expected error: one line, no traceback (-v or CALLIPER_DEBUG=1 shows it)
         if args.verbose or os.environ.get("CALLIPER_DEBUG"):
             raise
-        print(f"calliper {args.command}: error: {err}", file=sys.stderr)
+        print(f"calliper {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
 
 

@@ -127,6 +127,7 @@ def test_chain_materialises_every_asset_and_passes_every_check(chain: Chain) -> 
         "pois_within_city_bounds": True,
         "pois_have_descriptions": True,
         "pois_category_mix_stable": True,
+        "pois_not_degenerate": True,
         "text_embeddings_cover_every_text": True,
         "text_embeddings_are_finite": True,
     }

@@ -37,6 +37,7 @@ CHECK_NAMES = {
     "pois_within_city_bounds",
     "pois_have_descriptions",
     "pois_category_mix_stable",
+    "pois_not_degenerate",
     "text_embeddings_cover_every_text",
     "text_embeddings_are_finite",
 }

@@ -263,24 +263,26 @@ def test_missing_file_raises_file_not_found(tmp_path):
         read_snapshot(path, SPEC)
 
 
-def test_ragged_csv_names_file_and_row(tmp_path):
-    path = tmp_path / "ragged.csv"
+def test_ragged_csv_row_is_quarantined_and_the_rest_read(tmp_path):
+    path = tmp_path / "p.csv"
     path.write_text(HEADER + "a,,cafe,food,-0.1,51.5\nb,,cafe,food,-0.1,51.5\nc,,x,y,1,2,EXTRA\n")
-    with pytest.raises(SnapshotFormatError) as info:
-        read_snapshot(path, SPEC)
-    assert str(path) in str(info.value)
-    assert info.value.row == 3
-    assert "row 3" in str(info.value)
+    result = _normalise(_london_like().with_snapshot_path("p.csv"), tmp_path)
+    assert result.pois["poi_id"].tolist() == ["a", "b"]
+    q = result.quarantine
+    assert (q["source_row"].tolist(), q["reason"].tolist()) == ([3], ["ragged row"])
+    raw = json.loads(q["raw_json"].iloc[0])
+    values = ["c", "", "x", "y", "1", "2", "EXTRA"]
+    assert raw == {"line": 4, "fields": 7, "expected": 6, "values": values}
 
 
-def test_unparseable_coordinate_names_file_row_and_field(tmp_path):
-    path = tmp_path / "bad.csv"
+def test_unparseable_coordinate_is_quarantined_naming_row_and_field(tmp_path):
+    path = tmp_path / "p.csv"
     path.write_text(HEADER + "a,,cafe,food,-0.1,51.5\nb,,cafe,food,west,51.5\n")
-    with pytest.raises(SnapshotFormatError) as info:
-        read_snapshot(path, SPEC)
-    msg = str(info.value)
-    assert str(path) in msg and "row 2" in msg and "'lon'" in msg and "west" in msg
-    assert (info.value.row, info.value.field) == (2, "lon")
+    result = _normalise(_london_like().with_snapshot_path("p.csv"), tmp_path)
+    assert result.pois["poi_id"].tolist() == ["a"]
+    row = result.quarantine.iloc[0]
+    assert (row["source_row"], row["field"], row["reason"]) == (2, "lon", "unparseable coordinates")
+    assert json.loads(row["raw_json"])["lon"] == "west"
 
 
 def test_missing_required_column_names_the_column(tmp_path):
@@ -300,7 +302,7 @@ def test_missing_filter_column_is_a_format_error(tmp_path):
         read_snapshot(path, spec)
 
 
-def test_non_point_geometry_names_row_and_field(tmp_path):
+def test_non_point_geometry_is_quarantined_naming_row_and_field(tmp_path):
     path = tmp_path / "lines.geojson"
     gdf = gpd.GeoDataFrame(
         {"id": ["a", "b"], "name": [None, None], "cat": ["x", "x"], "grp": ["y", "y"]},
@@ -308,10 +310,11 @@ def test_non_point_geometry_names_row_and_field(tmp_path):
         crs=4326,
     )
     gdf.to_file(path, driver="GeoJSON")
-    with pytest.raises(SnapshotFormatError) as info:
-        read_snapshot(path, SPEC)
-    assert (info.value.row, info.value.field) == (2, "geometry")
-    assert str(path) in str(info.value) and "LineString" in str(info.value)
+    result = _normalise(_london_like().with_snapshot_path("lines.geojson"), tmp_path)
+    assert result.pois["poi_id"].tolist() == ["a"]
+    row = result.quarantine.iloc[0]
+    assert (row["source_row"], row["field"], row["reason"]) == (2, "geometry", "not a point")
+    assert json.loads(row["raw_json"])["geometry_type"] == "LineString"
 
 
 def test_wrongly_typed_coordinate_column(tmp_path):
