@@ -127,9 +127,14 @@ class Batches:
         else:
             assert head.weights is not None
             txt = model.encode_text_mixture(head.weights[idx], self.text_table, h)
+        return self.scored(model, h, loc, txt, idx)
+
+    def scored(self, model: CalliperModel, h: int, loc: Tensor, txt: Tensor, idx: Tensor) -> Tensor:
+        """Head ``h``'s symmetric InfoNCE of the batch ``idx`` from its location and text
+        embeddings (row i of ``loc`` and ``txt`` is point ``idx[i]``)."""
         logits = model.logits(loc, txt, h)
         if self.multi_positive:
-            return clip_loss_multi_positive(logits, head.group[idx])
+            return clip_loss_multi_positive(logits, self.heads[h].group[idx])
         return clip_loss(logits)
 
     def slices(self, order: Tensor, drop_last: bool) -> list[Tensor]:

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from tqdm.auto import tqdm
 from calliper_pipeline.config import TrainConfig
 from calliper_pipeline.errors import ConfigError
 from calliper_pipeline.model.calliper import CalliperModel, ModelSpec
+from calliper_pipeline.training import distributed
 from calliper_pipeline.training.batches import (
     Batches,
     HeadTensors,
@@ -118,6 +120,7 @@ def _train_epoch(
     train_idx: Tensor,
     gen: torch.Generator,
     cfg: TrainConfig,
+    world: distributed.World,
 ) -> float:
     """One pass over a fresh permutation of ``train_idx``; the epoch's mean training loss."""
     order = train_idx[torch.randperm(len(train_idx), generator=gen).to(train_idx.device)]
@@ -128,6 +131,7 @@ def _train_epoch(
             loss = data.loss(model, b)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(model, world)
         optimizer.step()
         running += loss.detach()
     return float(running) / max(len(batches), 1)  # the one sync per epoch
@@ -250,9 +254,17 @@ def train(
     model = CalliperModel(spec).to(cfg.device)
     optimizer = make_optimizer(model, cfg)
     data = _make_data(model, coords, text_index, text_table, cfg, heads, multi_positive)
+    world = distributed.current()
+    if world.size > 1:  # a share of each global batch per process (training/distributed.py)
+        data = distributed.DistributedBatches(data, world)
     train_idx = torch.from_numpy(train_idx_np).to(cfg.device)
     val_idx = torch.from_numpy(val_idx_np).to(cfg.device)
-    tuner = _ThreadTuner(model, data, train_idx, cfg)
+    tuner_cfg = cfg
+    if world.size > 1 and cfg.device == "cpu" and not cfg.num_threads:
+        # processes share the cores; a measured choice could differ between them
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world.size))
+        tuner_cfg = replace(cfg, num_threads=torch.get_num_threads())
+    tuner = _ThreadTuner(model, data, train_idx, tuner_cfg)
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
     progress, done = _start(model, optimizer, gen, ckpt_dir, str(mode), cfg.device, run_fingerprint)
@@ -267,9 +279,10 @@ def train(
         cfg,
         progress,
         tuner,
-        on_epoch_end,
-        (ckpt_dir, run_fingerprint),
-        show_progress,
+        on_epoch_end if world.is_main else None,
+        (ckpt_dir if world.is_main else None, run_fingerprint),
+        show_progress and world.is_main,
+        world,
     )
     model.load_state_dict(progress.best_state)
     model.eval()
@@ -331,6 +344,7 @@ def _run_epochs(
     on_epoch_end: Callable[[EpochStats], None] | None,
     checkpoints: tuple[Path | None, dict[str, str]],
     show_progress: bool,
+    world: distributed.World,
 ) -> bool:
     """Epochs ``progress.epoch + 1 .. cfg.epochs``, updating ``progress``; True if stopped early."""
     train_idx, val_idx = split
@@ -341,7 +355,7 @@ def _run_epochs(
     stopped_early = False
     for epoch in bar:
         t0 = time.perf_counter()
-        train_loss = _train_epoch(model, optimizer, data, train_idx, gen, cfg)
+        train_loss = _train_epoch(model, optimizer, data, train_idx, gen, cfg, world)
         val_loss = _evaluate(model, data, val_idx, cfg)
         is_best = val_loss < progress.best_val
         if is_best:

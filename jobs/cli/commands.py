@@ -16,6 +16,7 @@ from typing import Any
 from calliper_pipeline import presets
 from calliper_pipeline.cities.spec import CitySpec, load_city_registry
 from calliper_pipeline.config import ProbeConfig, RunConfig
+from calliper_pipeline.errors import ConfigError
 from calliper_pipeline.settings import REPO_ROOT, Settings
 from calliper_pipeline.store.db import connect
 from calliper_pipeline.text.encoders import build_text_encoder
@@ -104,30 +105,55 @@ def embed_texts(args: argparse.Namespace, s: Settings, city: CitySpec, command: 
 
 def train(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> int:
     """Train with the same step the ``calliper_model`` asset runs: one MLflow run, one
-    registered version of ``calliper_<city>`` with alias ``candidate``."""
-    from calliper_pipeline.ingest.quality import stored_city_warnings
+    registered version of ``calliper_<city>`` with alias ``candidate``. ``--nproc N`` starts N
+    data-parallel workers with torchrun; rank 0 logs and registers, the others only train."""
     from calliper_pipeline.provenance import code_version
     from calliper_pipeline.steps import train as training
-    from calliper_pipeline.training.inputs import training_inputs
+    from calliper_pipeline.training import distributed
+    from calliper_pipeline.training.inputs import train_city, training_inputs
 
     cfg = run_config(args)
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc must be at least 1, got {args.nproc}")
+    if args.nproc > 1 and distributed.env_world_size() == 1:
+        return _launch_workers(args.nproc, args.argv)
+    world = distributed.init_from_env(cfg.train.device)
     encoder_id = build_text_encoder(args.text_encoder).encoder_id
     with connect(s.warehouse, read_only=True) as con:
         inputs = training_inputs(con, city, s.data_root, encoder_id, cfg)
-        notes = stored_city_warnings(con, city.key, cfg.train.batch_size)
-    for note in notes:  # a degenerate city trains to a meaningless loss: say so first
-        print(f"calliper train: warning: {city.key}: {note}", file=sys.stderr)
+    checkpoints = {
+        "checkpoint_dir": s.checkpoints_dir / city.key / args.variant,
+        "resume": "yes" if args.resume else "restart" if args.restart else "no",
+    }
+    if not world.is_main:  # the same epochs in lockstep; rank 0 writes, logs and registers
+        train_city(inputs, cfg, **checkpoints)  # type: ignore[arg-type]
+        return 0
     out = training.train_and_register(
         inputs, city, s.data_root, cfg, tracking_config(args, s),
         s.home / "runs" / city.key / "cli", dagster_run_id=None,
-        code_version=code_version(REPO_ROOT),
-        log=logger.info, checkpoint_dir=s.checkpoints_dir / city.key / args.variant,
-        resume="yes" if args.resume else "restart" if args.restart else "no",
+        code_version=code_version(REPO_ROOT), log=logger.info, **checkpoints,  # type: ignore[arg-type]
     )  # fmt: skip
     print(
         f"{city.key}: best epoch {out.best_epoch}, val loss {out.best_val_loss:.4f}, "
         f"{out.seconds_per_epoch:.2f} s/epoch -> {out.version.model_uri} (alias candidate)"
+        + (f" [{world.size} processes]" if world.size > 1 else "")
     )
+    return 0
+
+
+def _launch_workers(nproc: int, argv: list[str]) -> int:
+    """Run this same ``calliper train`` command on ``nproc`` torchrun workers (one host)."""
+    from torch.distributed.run import main as torchrun
+
+    rest, skip = [], False
+    for a in argv:  # drop --nproc N / --nproc=N; each worker reads WORLD_SIZE instead
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            rest.append(a)
+    torchrun(["--standalone", f"--nproc-per-node={nproc}", "-m", "jobs.cli.parser", *rest])
     return 0
 
 

@@ -123,6 +123,11 @@ def _stage_parsers(sub: Any) -> None:
     _text(p)
     _training(p)
     _tracking(p)
+    p.add_argument(
+        "--nproc", type=int, default=1, metavar="N",
+        help="data-parallel training on N processes (gloo on CPU, NCCL on CUDA) launched with "
+        "torchrun; the global batch stays --batch-size, each process takes its share",
+    )  # fmt: skip
     again = p.add_mutually_exclusive_group()
     again.add_argument(
         "--resume", action="store_true",
@@ -289,6 +294,7 @@ def configure_logging(verbose: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     configure_logging(args.verbose)
     name = COMMAND_ALIASES.get(args.command, args.command)
     handler = getattr(commands, name.replace("-", "_"))
