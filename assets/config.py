@@ -66,6 +66,11 @@ class TrainingConfig(DescriptionSettings):
     frequency_num: int | None = Field(default=None, description="scales of grid/theory")
     min_lambda_m: float | None = Field(default=None, description="smallest wavelength, metres")
     max_lambda_m: float | None = Field(default=None, description="largest wavelength, metres")
+    reuse: bool = Field(
+        default=True,
+        description="reuse the registered version trained from the same snapshot, settings, "
+        "text encoder and commit instead of training again (false: always train)",
+    )
 
     def overrides(self) -> dict[str, Any]:
         """The fields the operator set (non-null), by their flat names."""

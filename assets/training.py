@@ -88,9 +88,11 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
             # and data); anything else starts fresh, and the log says which
             checkpoint_dir=data.output_dir(city.key, "checkpoints"),
             resume="auto",
+            reuse=config.reuse,
         )
         v = out.version
-        context.log.info(f"registered {v.model_uri} (alias candidate), MLflow run {out.run_id}")
+        if not out.reused:
+            context.log.info(f"registered {v.model_uri} (alias candidate), MLflow run {out.run_id}")
         aliases = tuple(a for a, n in model_aliases(tracking, v.name).items() if n == v.version)
         curve_url = artifact_url(tracking, out.run_id, f"figures/{out.curve_png.name}")
         metadata = _training_metadata(out, config, run_cfg, aliases, curve_url)
@@ -107,7 +109,8 @@ def _training_preview(
     v = out.version
     r = out.retrieval
     lines = [
-        f"**{v.name} v{v.version}** · aliases: {', '.join(aliases) or 'none'}",
+        f"**{v.name} v{v.version}** · aliases: {', '.join(aliases) or 'none'}"
+        + (" · reused (nothing changed since it was trained)" if out.reused else ""),
         f"best val loss **{fmt(out.best_val_loss)}** at epoch {out.best_epoch} of "
         f"{len(out.history)} · {fmt(out.seconds_per_epoch)} s/epoch",
         f"retrieval recall@1% **{fmt(r.get('recall_at_1pct'), pct=True)}** · "
@@ -138,6 +141,8 @@ def _training_metadata(
         "model_uri": v.model_uri,
         "model_name": v.name,
         "model_version": v.version,
+        # true when an earlier version of the same snapshot, settings and commit was reused
+        "reused": out.reused,
         "mlflow_run_id": out.run_id,
         "snapshot_hash": out.snapshot_hash,
         "preset": config.preset,

@@ -7,7 +7,7 @@ version of ``calliper_<city>`` (alias ``candidate``).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from calliper_pipeline.config import RunConfig, TrainConfig, flatten
 from calliper_pipeline.constants import COL_SNAPSHOT_HASH, COL_X, COL_Y
 from calliper_pipeline.model.calliper import CalliperModel
 from calliper_pipeline.progress import LogFn
+from calliper_pipeline.steps import reuse as reuse_step
 from calliper_pipeline.tracking import registry, runs
 from calliper_pipeline.tracking.registry import RegisteredVersion
 from calliper_pipeline.tracking.runs import TrackingConfig
@@ -48,6 +49,7 @@ class TrainingOutcome:
     stopped_early: bool
     curve_png: Path
     retrieval: dict[str, float] = field(default_factory=dict)
+    reused: bool = False  # an earlier registered version with the same training key
 
 
 def validation_retrieval(
@@ -137,15 +139,27 @@ def train_and_register(
     log: LogFn | None = None,
     checkpoint_dir: Path | None = None,
     resume: bool | str = False,
+    reuse: bool = False,
 ) -> TrainingOutcome:
     """Train ``city``'s encoder in one MLflow run and register it (alias ``candidate``).
 
     Logs params (``config.flatten(run_cfg)`` plus data sizes), per-epoch metrics, summary
     metrics (best epoch and validation loss, seconds per epoch, POIs per second, retrieval on
     the validation POIs), the training-curve PNG (also written to ``out_dir``) and the model.
-    A failure marks the run FAILED and registers nothing.
+    A failure marks the run FAILED and registers nothing. With ``reuse``, a registered version
+    trained with the same key (:mod:`.reuse`) is returned instead of training again.
     """
     snapshot_hash = str(inputs.pois[COL_SNAPSHOT_HASH].iloc[0])
+    key = reuse_step.training_key(run_cfg, snapshot_hash, inputs.spec.text_encoder_id, code_version)
+    if reuse:
+        found = reuse_step.find(tracking, city.key, key, out_dir)
+        if found is not None:
+            if log is not None:
+                log(
+                    f"reusing {found.version.model_uri}: same snapshot, settings, text encoder "
+                    f"and code (training key {key}); nothing to train"
+                )
+            return replace(found, reused=True)
     params = {
         **flatten(run_cfg),
         "data.n_pois": len(inputs.pois),
@@ -176,20 +190,22 @@ def train_and_register(
         if log is not None:
             log(f"logging and registering the model of run {handle.run_id}")
         version = registry.log_and_register_model(handle, result.model, city.key)
-    return TrainingOutcome(
-        version=version,
-        run_id=handle.run_id,
-        run_url=runs.run_url(tracking, handle.run_id),
-        snapshot_hash=snapshot_hash,
-        history=tuple(result.history),
-        best_epoch=result.best_epoch,
-        best_val_loss=result.best_val_loss,
-        seconds_per_epoch=result.seconds_per_epoch,
-        pois_per_second=result.pois_per_second,
-        n_train=result.n_train,
-        n_val=result.n_val,
-        n_texts=len(inputs.texts),
-        stopped_early=result.stopped_early,
-        curve_png=curve_png,
-        retrieval=retrieval,
-    )
+        outcome = TrainingOutcome(
+            version=version,
+            run_id=handle.run_id,
+            run_url=runs.run_url(tracking, handle.run_id),
+            snapshot_hash=snapshot_hash,
+            history=tuple(result.history),
+            best_epoch=result.best_epoch,
+            best_val_loss=result.best_val_loss,
+            seconds_per_epoch=result.seconds_per_epoch,
+            pois_per_second=result.pois_per_second,
+            n_train=result.n_train,
+            n_val=result.n_val,
+            n_texts=len(inputs.texts),
+            stopped_early=result.stopped_early,
+            curve_png=curve_png,
+            retrieval=retrieval,
+        )
+        reuse_step.record(handle, outcome, key)
+    return outcome
