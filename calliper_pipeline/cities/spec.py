@@ -90,7 +90,8 @@ class ColumnMap:
     """Which source columns hold each POI field.
 
     Either ``lon``/``lat`` or ``x``/``y`` must be given; ``source_epsg`` says the CRS of the
-    coordinate columns (4326 for lon/lat). ``poi_id`` None means the 1-based row number is the id.
+    coordinate columns (4326 for lon/lat). ``poi_id`` None: a stable id derived from source,
+    name, category and rounded WGS84 coordinates (:mod:`calliper_pipeline.ingest.ids`).
     """
 
     category: str

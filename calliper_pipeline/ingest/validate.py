@@ -41,6 +41,7 @@ from calliper_pipeline.errors import ConfigError, EmptySnapshotError
 from calliper_pipeline.hashing import text_hash
 from calliper_pipeline.ingest.descriptions import describe_frame
 from calliper_pipeline.ingest.filters import apply_filters
+from calliper_pipeline.ingest.ids import stable_ids
 from calliper_pipeline.ingest.readers import MISSING_TEXT, coordinate_columns
 from calliper_pipeline.ingest.report import IngestReport, SourceReport
 from calliper_pipeline.store import pois as store
@@ -198,7 +199,12 @@ class _Checked:
 
 
 def _check(
-    kept: pd.DataFrame, cols: ColumnMap, metric_epsg: int, bounds: Bounds, id_prefix: str
+    kept: pd.DataFrame,
+    cols: ColumnMap,
+    metric_epsg: int,
+    bounds: Bounds,
+    id_prefix: str,
+    source: str = "",
 ) -> _Checked:
     cx, cy = coordinate_columns(cols)
     a, a_missing = _coerce_coordinates(kept[cx])
@@ -209,7 +215,8 @@ def _check(
     if cols.poi_id:
         ids = _clean_strings(kept[cols.poi_id])
     else:
-        ids = pd.Series(kept[COL_SOURCE_ROW].astype(str).to_numpy(), index=kept.index, dtype=object)
+        name = kept[cols.name] if cols.name else None
+        ids = stable_ids(source, name, kept[cols.category], lon, lat)  # see ingest/ids.py
     if id_prefix:
         ids = ids.map(lambda v: None if v is None else f"{id_prefix}{v}").astype(object)
     category = _clean_strings(kept[cols.category])
@@ -299,7 +306,7 @@ def normalise_source(
     if COL_SOURCE_ROW not in raw.columns:
         raw = raw.assign(**{COL_SOURCE_ROW: np.arange(1, len(raw) + 1, dtype=np.int64)})
     kept, filtered_by = apply_filters(raw, spec.filters)
-    checked = _check(kept, spec.columns, metric_epsg, bounds, id_prefix)
+    checked = _check(kept, spec.columns, metric_epsg, bounds, id_prefix, source)
     pois = _poi_frame(checked, spec.columns, city.key, source, data_hash)
     quarantine = _quarantine_frame(checked, city.key, source)
     counts = quarantine["reason"].value_counts()
