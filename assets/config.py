@@ -14,6 +14,7 @@ from pydantic import Field
 
 from calliper_pipeline import presets
 from calliper_pipeline.config import DescriptionConfig, ProbeConfig, RunConfig
+from calliper_pipeline.constants import HELDOUT_LOSS_TOLERANCE, HELDOUT_RECALL_TOLERANCE
 from calliper_pipeline.store.metrics import higher_is_better
 
 _P = ProbeConfig()
@@ -108,6 +109,16 @@ class PromotionConfig(dg.Config):
     tolerance: float = Field(default=0.0, description="candidate may trail the incumbent by this")
     higher_is_better: bool | None = Field(
         default=None, description="null: from the task (luc: higher, sdm: lower)"
+    )
+    heldout_loss_tolerance: float = Field(
+        default=HELDOUT_LOSS_TOLERANCE,
+        description="cities without the metric's labels: candidate held-out validation loss "
+        "may exceed the champion's by this (nats)",
+    )
+    heldout_recall_tolerance: float = Field(
+        default=HELDOUT_RECALL_TOLERANCE,
+        description="cities without the metric's labels: candidate held-out recall@1% may "
+        "trail the champion's by this (fraction of POIs)",
     )
 
     def direction(self) -> bool:

@@ -106,9 +106,18 @@ def _training_metadata(out: Any, config: TrainingConfig, run_cfg: Any) -> dict[s
                 "n_val": out.n_val,
                 "n_texts": out.n_texts,
                 **{f"retrieval_{k}": val for k, val in out.retrieval.items()},
+                **_heldout_numbers(out.heldout),
             }
         ),
     }
+
+
+def _heldout_numbers(heldout: Any) -> dict[str, float]:
+    """The label-free gate's measures (candidate and champion on the held-out POIs)."""
+    if heldout is None:
+        return {}
+    keys = ("val_loss", "recall_at_1pct", "incumbent_val_loss", "incumbent_recall_at_1pct")
+    return {f"heldout_{k}": getattr(heldout, k) for k in keys if getattr(heldout, k) is not None}
 
 
 def _link(url: str | None) -> dg.MetadataValue:

@@ -18,7 +18,8 @@ from calliper_pipeline.config import RunConfig, TrainConfig, flatten
 from calliper_pipeline.constants import COL_SNAPSHOT_HASH, COL_X, COL_Y
 from calliper_pipeline.model.calliper import CalliperModel
 from calliper_pipeline.progress import LogFn
-from calliper_pipeline.tracking import registry, runs
+from calliper_pipeline.tracking import label_free, registry, runs
+from calliper_pipeline.tracking.label_free import HeldOut
 from calliper_pipeline.tracking.registry import RegisteredVersion
 from calliper_pipeline.tracking.runs import TrackingConfig
 from calliper_pipeline.training.batches import split_indices
@@ -48,6 +49,7 @@ class TrainingOutcome:
     stopped_early: bool
     curve_png: Path
     retrieval: dict[str, float] = field(default_factory=dict)
+    heldout: HeldOut | None = None  # label-free measures, candidate and champion
 
 
 def validation_retrieval(
@@ -100,12 +102,11 @@ def _log_summary(
     data_root: Path,
     run_cfg: RunConfig,
     out_dir: Path,
+    cells: pd.DataFrame,
 ) -> tuple[dict[str, float], Path]:
     """Log the run's summary metrics (with validation retrieval) and the training curve."""
-    from calliper_pipeline.cities.cells import load_cells
     from calliper_pipeline.maps.charts import training_curve_figure
 
-    cells = load_cells(city, data_root, inputs.spec.metric_epsg)
     retrieval = validation_retrieval(result.model, inputs, cells, run_cfg.train)
     summary = {
         "best_epoch": float(result.best_epoch),
@@ -167,12 +168,17 @@ def train_and_register(
         result = train_city(
             inputs, run_cfg, on_epoch_end=on_epoch, checkpoint_dir=checkpoint_dir, resume=resume
         )
+        from calliper_pipeline.cities.cells import load_cells
+
+        cells = load_cells(city, data_root, inputs.spec.metric_epsg)
         retrieval, curve_png = _log_summary(
-            handle, result, inputs, city, data_root, run_cfg, out_dir
+            handle, result, inputs, city, data_root, run_cfg, out_dir, cells
         )
+        heldout = _measure_heldout(handle, result.model, inputs, run_cfg, cells, retrieval, log)
         if log is not None:
             log(f"logging and registering the model of run {handle.run_id}")
         version = registry.log_and_register_model(handle, result.model, city.key)
+        label_free.record_heldout(tracking, city.key, version.version, heldout)
     return TrainingOutcome(
         version=version,
         run_id=handle.run_id,
@@ -189,4 +195,40 @@ def train_and_register(
         stopped_early=result.stopped_early,
         curve_png=curve_png,
         retrieval=retrieval,
+        heldout=heldout,
     )
+
+
+def _measure_heldout(
+    handle: runs.RunHandle,
+    model: CalliperModel,
+    inputs: TrainingInputs,
+    run_cfg: RunConfig,
+    cells: pd.DataFrame,
+    retrieval: dict[str, float],
+    log: LogFn | None,
+) -> HeldOut:
+    """The label-free gate's measures (:mod:`.heldout`), logged as ``heldout.*`` metrics."""
+    from calliper_pipeline.steps.heldout import measure_against_champion
+
+    def score(m: CalliperModel) -> dict[str, float]:
+        return retrieval if m is model else validation_retrieval(m, inputs, cells, run_cfg.train)
+
+    heldout = measure_against_champion(
+        model, inputs, run_cfg.train, score, handle.tracking, handle.city
+    )
+    numbers = {k: getattr(heldout, k) for k in ("val_loss", "recall_at_1pct",
+               "incumbent_val_loss", "incumbent_recall_at_1pct")}  # fmt: skip
+    runs.log_metrics(handle, {f"heldout.{k}": v for k, v in numbers.items() if v is not None})
+    if log is not None:
+        h = heldout
+        line = f"held-out POIs: val loss {h.val_loss:.4f}, recall@1% {h.recall_at_1pct:.3f}"
+        if h.incumbent_val_loss is not None:
+            line += (
+                f"; champion v{h.incumbent_version}: val loss {h.incumbent_val_loss:.4f}, "
+                f"recall@1% {h.incumbent_recall_at_1pct:.3f}"
+            )
+        elif heldout.note:
+            line += f"; champion v{heldout.incumbent_version} not measured: {heldout.note}"
+        log(line)
+    return heldout
