@@ -172,7 +172,12 @@ def _serving_parsers(sub: Any) -> None:
     _tracking(p)
     p.add_argument("--model", required=True, help="e.g. models:/calliper_london@champion")
     p.add_argument("--input", type=Path, required=True, help="CSV/Parquet with lon, lat (degrees)")
-    p.add_argument("--output", type=Path, required=True, help="Parquet: input columns + e000..")
+    p.add_argument(
+        "--output",
+        type=Path,
+        required=True,
+        help="Parquet: every input column (lon/lat included) + e000..",
+    )
     p.add_argument("--batch-size", type=int, default=50_000, help="points per chunk")
     p.add_argument(
         "--allow-outside",
