@@ -1,0 +1,142 @@
+"""Bring your own city: a JSON-lines POI file with only a bounding box (no ids, no labels)
+goes through ``calliper run``, gets ``@champion`` through the label-free gate, and ``calliper
+embed`` from that champion keeps the input's columns.
+
+The module fixture writes the city as a user would (the README's JSON-lines example: a
+``.jsonl.gz`` file and a hand-written city TOML), then runs ``calliper run --tiny`` twice on one
+CALLIPER_HOME: v1 (no champion yet) and v2 (the same settings, so the same model: measured
+against v1 on its held-out POIs and not worse).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from calliper_pipeline.tracking.label_free import GATE
+from calliper_pipeline.tracking.runs import TrackingConfig, default_tracking
+from jobs.cli.parser import main
+from tests.support.synthetic import CENTRE_WGS84, bounds_wgs84, make_synthetic_city
+
+pytestmark = pytest.mark.slow  # two tiny city_refresh runs: ~60 s on 2 cores
+
+KEY = "town"
+MODEL = f"calliper_{KEY}"
+N_POIS = 500
+CITY_TOML = """\
+key = "town"
+name = "Town"
+bounds_wgs84 = [{bounds}]  # min_lon, min_lat, max_lon, max_lat (degrees)
+
+[snapshot]
+path = "town/pois.jsonl.gz"  # relative to the data root; one JSON object per line, gzipped
+
+[snapshot.columns]
+name = "name"
+category = "category"
+group = "group"
+lon = "lon"
+lat = "lat"
+"""
+
+
+@dataclass
+class Own:
+    root: Path
+    home: Path
+    paths: list[str]
+    statuses: list[int]
+    out: dict[str, str]
+
+    @property
+    def tracking(self) -> TrackingConfig:
+        return default_tracking(self.home / "mlflow")
+
+    def run(self, *argv: str) -> tuple[int, str]:
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            status = main([*argv, *self.paths])
+        return status, buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Own]:
+    root = tmp_path_factory.mktemp("own_city")
+    data = root / "data"
+    make_synthetic_city(root / "gen", n_pois=N_POIS, seed=4, evaluation=False)
+    # what a user brings: no id column, an extra column, JSON lines, gzip
+    pois = pd.read_csv(root / "gen" / "pois.csv").drop(columns=["poi_id", "is_duplicate"])
+    (data / KEY).mkdir(parents=True)
+    pois.assign(opening_hours="9-17").to_json(
+        data / KEY / "pois.jsonl.gz", orient="records", lines=True
+    )
+    toml = root / "town.toml"
+    toml.write_text(CITY_TOML.format(bounds=", ".join(map(str, bounds_wgs84()))))
+    home = root / "home"
+    paths = ["--city", KEY, "--home", str(home), "--data-root", str(data), "--cities", str(toml)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        for name in list(os.environ):
+            if name.startswith(("CALLIPER_", "MLFLOW_", "DAGSTER_")):
+                mp.delenv(name)
+        mp.setenv("CALLIPER_TEXT_ENCODER", "hashing")  # read by the Dagster resources
+        own = Own(root, home, paths, [], {})
+        for i in (1, 2):
+            status, out = own.run("run", "--tiny")
+            own.statuses.append(status)
+            own.out[f"run {i}"] = out
+        yield own
+
+
+def test_both_runs_succeed_and_register(own: Own) -> None:
+    assert own.statuses == [0, 0]
+    client = own.tracking.client()
+    versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{MODEL}'"))
+    assert versions == [1, 2]
+
+
+def test_the_label_free_gate_gives_the_city_a_champion(own: Own) -> None:
+    client = own.tracking.client()
+    aliases = {k: str(v) for k, v in client.get_registered_model(MODEL).aliases.items()}
+    assert aliases == {"candidate": "2", "champion": "2"}
+    v1, v2 = (client.get_model_version(MODEL, v) for v in ("1", "2"))
+    for mv in (v1, v2):
+        assert mv.tags["promotion.gate"] == GATE and mv.tags["promotion.decision"] == "promoted"
+        assert mv.description.startswith(f"Champion gate: {GATE}. Promoted to 'champion'")
+    assert "no incumbent" in v1.description
+    # v2 was measured against v1 on v2's held-out POIs: the same settings, the same numbers
+    assert v2.tags["heldout.incumbent_version"] == "1"
+    assert "not worse than champion v1" in v2.description
+    assert float(v2.tags["heldout.val_loss"]) == pytest.approx(
+        float(v2.tags["heldout.incumbent_val_loss"]), rel=1e-5
+    )
+
+
+def test_embed_from_the_champion_keeps_the_input_columns(own: Own) -> None:
+    lon, lat = CENTRE_WGS84
+    points = pd.DataFrame(
+        {
+            "site": ["a", "b", "c"],
+            "lon": [lon, lon + 0.01, lon - 0.02],
+            "lat": [lat, lat, lat + 0.01],
+            "note": ["x", "y", "z"],
+        }
+    )
+    src, dst = own.root / "points.csv", own.root / "emb.parquet"
+    points.to_csv(src, index=False)
+    status, out = own.run("embed", "--model", f"models:/{MODEL}@champion", "--input", str(src),
+                          "--output", str(dst))  # fmt: skip
+    assert status == 0 and f"3 points embedded with models:/{MODEL}@champion" in out
+    emb = pd.read_parquet(dst)
+    assert list(emb.columns[:4]) == ["site", "lon", "lat", "note"]
+    assert emb["lon"].tolist() == points["lon"].tolist()
+    assert emb["lat"].tolist() == points["lat"].tolist()
+    assert list(emb.columns[4:]) == [f"e{i:03d}" for i in range(512)]  # default preset
+    assert emb.iloc[:, 4:].notna().all().all()
