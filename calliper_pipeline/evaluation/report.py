@@ -137,6 +137,13 @@ class RunReport:
     machine_lines: Sequence[str] = ()
     training: Mapping[str, str] = field(default_factory=dict)
     notes: Sequence[str] = ()
+    own_table: pd.DataFrame | None = None  # a city without labels: its own figures instead
+
+    def results_table(self) -> str:
+        """The probe table beside the paper's rows, or the city's own figures."""
+        if self.own_table is not None:
+            return to_markdown(self.own_table)
+        return to_markdown(results_frame_tidy(self.results))
 
     def markdown(self) -> str:
         parts = [
@@ -150,9 +157,14 @@ class RunReport:
             + ", ".join(f"{k} {v:.1f} s" for k, v in self.stage_seconds.items()),
         ]
         parts += [f"- {k}: {v}" for k, v in self.training.items()]
-        parts += ["", to_markdown(results_frame_tidy(self.results)), ""]
+        parts += ["", self.results_table(), ""]
         parts += [f"- {n}" for n in self.notes]
         if self.machine_lines:
-            parts += ["", "Machine-readable (this run's configuration, MLP probe, means x100):", ""]
+            what = (
+                "held-out POIs, recall x100"
+                if self.own_table is not None
+                else "MLP probe, means x100"
+            )
+            parts += ["", f"Machine-readable (this run's configuration, {what}):", ""]
             parts += ["```", *self.machine_lines, "```"]
         return "\n".join(parts) + "\n"

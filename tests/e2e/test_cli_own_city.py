@@ -5,7 +5,7 @@ embed`` from that champion keeps the input's columns.
 The module fixture writes the city as a user would (the README's JSON-lines example: a
 ``.jsonl.gz`` file and a hand-written city TOML), then runs ``calliper run --tiny`` twice on one
 CALLIPER_HOME: v1 (no champion yet) and v2 (the same settings, so the same model: measured
-against v1 on its held-out POIs and not worse).
+against v1 on its held-out POIs and not worse), the second writing the results file.
 """
 
 from __future__ import annotations
@@ -23,7 +23,12 @@ import pytest
 from calliper_pipeline.tracking.label_free import GATE
 from calliper_pipeline.tracking.runs import TrackingConfig, default_tracking
 from jobs.cli.parser import main
-from tests.support.synthetic import CENTRE_WGS84, bounds_wgs84, make_synthetic_city
+from tests.support.synthetic import (
+    ALL_CATEGORIES,
+    CENTRE_WGS84,
+    bounds_wgs84,
+    make_synthetic_city,
+)
 
 pytestmark = pytest.mark.slow  # two tiny city_refresh runs: ~60 s on 2 cores
 
@@ -88,8 +93,8 @@ def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Own]:
                 mp.delenv(name)
         mp.setenv("CALLIPER_TEXT_ENCODER", "hashing")  # read by the Dagster resources
         own = Own(root, home, paths, [], {})
-        for i in (1, 2):
-            status, out = own.run("run", "--tiny")
+        for i, extra in ((1, []), (2, ["--results", str(root / "results.md")])):
+            status, out = own.run("run", "--tiny", *extra)
             own.statuses.append(status)
             own.out[f"run {i}"] = out
         yield own
@@ -140,3 +145,16 @@ def test_embed_from_the_champion_keeps_the_input_columns(own: Own) -> None:
     assert emb["lat"].tolist() == points["lat"].tolist()
     assert list(emb.columns[4:]) == [f"e{i:03d}" for i in range(512)]  # default preset
     assert emb.iloc[:, 4:].notna().all().all()
+
+
+def test_results_show_the_citys_own_figures_and_nothing_borrowed(own: Own) -> None:
+    text = (own.root / "results.md").read_text(encoding="utf-8")
+    assert "<!-- results:town-run:start -->" in text
+    assert "| encoder | POIs | categories | groups | held-out POIs | held-out val loss |" in text
+    n_categories = len({c for c, _ in ALL_CATEGORIES})
+    n_groups = len({g for _, g in ALL_CATEGORIES if g})
+    assert f"| ours: CaLLiPer | {N_POIS} | {n_categories} | {n_groups} |" in text
+    assert "champion gate" in text and f"{GATE}: promoted" in text
+    lines = [line for line in text.splitlines() if line.startswith("town-run-heldout-mlp:")]
+    assert len(lines) == 1 and "nan" not in lines[0], lines
+    assert "paper:" not in text and "London" not in text and "LUC" not in text
