@@ -20,12 +20,6 @@ from calliper_pipeline.store.metrics import higher_is_better
 _P = ProbeConfig()
 Variant = Literal["calliper", "calliper_plus"]
 
-DEFAULT_QUERIES = (
-    "a place of pubs and bars, a type of eating and drinking",
-    "a place of railway stations, a type of public transport",
-    "a place of primary schools, a type of education",
-)
-
 
 class DescriptionSettings(dg.Config):
     """Which POI texts are embedded (must match the training's ``description_variant``)."""
@@ -131,8 +125,10 @@ class PromotionConfig(dg.Config):
 class MapsConfig(dg.Config):
     """Embedding maps and retrieval heatmaps."""
 
-    queries: list[str] = Field(
-        default=list(DEFAULT_QUERIES), description="texts for retrieval heatmaps"
+    queries: list[str] | None = Field(
+        default=None,
+        description="texts for retrieval heatmaps; null: the city file's retrieval_queries, "
+        "else its three most common categories' descriptions",
     )
     k: int = Field(default=4, description="k-means clusters of the cluster map")
     seed: int = Field(default=42, description="k-means seed")

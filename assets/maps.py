@@ -7,7 +7,12 @@ import dagster as dg
 from assets.config import MapsConfig
 from assets.metadata import markdown_table, png_markdown
 from assets.partitions import Cities
-from assets.resources import DataLocationResource, MlflowResource, TextEncoderResource
+from assets.resources import (
+    DataLocationResource,
+    DuckDBResource,
+    MlflowResource,
+    TextEncoderResource,
+)
 from assets.training import CALLIPER_MODEL, trained_version
 
 GROUP = "evaluation"
@@ -28,20 +33,27 @@ def build_embedding_maps(cities: Cities) -> dg.AssetsDefinition:
         description=(
             "PNG maps of the exact version calliper_model registered: k-means clusters and "
             "principal components of the cell embeddings, and text-to-location retrieval "
-            "heatmaps; also logged to the training's MLflow run under maps/."
+            "heatmaps (the city file's retrieval_queries, else its three most common "
+            "categories); also logged to the training's MLflow run under maps/."
         ),
     )
     def embedding_maps(
         context: dg.AssetExecutionContext,
         config: MapsConfig,
+        duckdb: DuckDBResource,
         text_encoder: TextEncoderResource,
         data: DataLocationResource,
         mlflow: MlflowResource,
     ) -> dg.MaterializeResult:
         from calliper_pipeline.steps import assess as assessment
+        from calliper_pipeline.store.pois import read_city_pois
 
         city = cities.spec(context.partition_key)
         version = trained_version(context, city.key)
+        queries = config.queries
+        if queries is None:  # the city file's, else its most common categories
+            with duckdb.connect(read_only=True) as con:
+                queries = assessment.city_queries(city, read_city_pois(con, city.key))
         out = assessment.render_maps(
             city,
             data.data_root_path,
@@ -49,7 +61,7 @@ def build_embedding_maps(cities: Cities) -> dg.AssetsDefinition:
             mlflow.tracking(),
             text_encoder.encoder(),
             data.output_dir(city.key, "runs", context.run_id, "maps"),
-            config.queries,
+            queries,
             k=config.k,
             seed=config.seed,
             top_k=config.top_k,
@@ -60,6 +72,7 @@ def build_embedding_maps(cities: Cities) -> dg.AssetsDefinition:
         metadata: dict[str, Any] = {
             "model_uri": version.model_uri,
             "n_cells": out.n_cells,
+            "queries": dg.MetadataValue.json(list(queries)),
             "folder": dg.MetadataValue.path(str(next(iter(pngs.values())).parent)),
         }
         for name, path in pngs.items():

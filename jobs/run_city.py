@@ -94,7 +94,7 @@ def tiny_run_config(
     return build_run_config(
         training,
         EvaluationConfig(seeds=[42], max_epochs=5),
-        MapsConfig(queries=["a place of pubs, a type of eating and drinking"], width_px=600),
+        MapsConfig(width_px=600),  # the city's own queries
         log_level=log_level,
     )
 

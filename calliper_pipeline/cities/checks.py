@@ -79,6 +79,15 @@ def check_columns(columns: Any, where: str) -> None:
             raise ConfigError(f"{where}.{key}: a column name (text), got {value!r}")
 
 
+def check_queries(value: Any, where: str = "retrieval_queries") -> tuple[str, ...]:
+    """``value`` as a tuple of non-empty texts, else ConfigError."""
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(q, str) and q.strip() for q in value
+    ):
+        raise ConfigError(f"{where}: expected a list of non-empty texts, got {value!r}")
+    return tuple(q.strip() for q in value)
+
+
 def check_bounds(value: Any, where: str = "bounds_wgs84") -> tuple[float, float, float, float]:
     """``value`` as (min_lon, min_lat, max_lon, max_lat) degrees, else ConfigError saying why.
 

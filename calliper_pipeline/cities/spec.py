@@ -24,7 +24,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from calliper_pipeline.cities.checks import check_bounds, check_columns, check_format, check_keys
+from calliper_pipeline.cities.checks import (
+    check_bounds,
+    check_columns,
+    check_format,
+    check_keys,
+    check_queries,
+)
 from calliper_pipeline.constants import WGS84_EPSG
 from calliper_pipeline.errors import ConfigError
 
@@ -177,6 +183,9 @@ class CitySpec:
     refresh_cron: str = "0 3 * * *"
     attribution: str = ""
     sources: tuple[SourceSpec, ...] = ()
+    #: texts of the retrieval heatmaps drawn for every trained version; empty: one per most
+    #: common category (:func:`calliper_pipeline.steps.assess.city_queries`)
+    retrieval_queries: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         validate_city_key(self.key)
@@ -275,13 +284,14 @@ def _parse_city(doc: Mapping[str, Any], source: str) -> CitySpec:
             table = check_keys(doc["evaluation"], _field_names(EvaluationSpec), "evaluation")
             evaluation = EvaluationSpec(**table)
         bounds = doc.get("bounds_wgs84")
-        nested = {"snapshot", "evaluation", "bounds_wgs84", "sources"}
+        nested = {"snapshot", "evaluation", "bounds_wgs84", "sources", "retrieval_queries"}
         rest = {k: v for k, v in doc.items() if k not in nested}
         city = CitySpec(
             snapshot=snapshot,
             evaluation=evaluation,
             bounds_wgs84=None if bounds is None else check_bounds(bounds),
             sources=sources,
+            retrieval_queries=check_queries(doc.get("retrieval_queries", [])),
             **rest,
         )
     except (KeyError, TypeError, ConfigError) as exc:

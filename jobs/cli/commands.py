@@ -15,6 +15,7 @@ from typing import Any
 from calliper_pipeline import presets
 from calliper_pipeline.cities.spec import CitySpec, load_city_registry
 from calliper_pipeline.config import ProbeConfig, RunConfig
+from calliper_pipeline.errors import ConfigError
 from calliper_pipeline.settings import REPO_ROOT, Settings
 from calliper_pipeline.store.db import connect
 from calliper_pipeline.text.encoders import build_text_encoder
@@ -182,13 +183,19 @@ def embed(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -
     return 0
 
 
-def retrieve(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> int:
+def retrieve(args: argparse.Namespace, s: Settings, city: CitySpec | None, command: str) -> int:
+    """Score the cells of the model's own city (``--city`` overrides) against the query."""
     from calliper_pipeline.cities.cells import load_cells, load_map_layers
+    from calliper_pipeline.cities.spec import get_city
     from calliper_pipeline.evaluation.retrieval import retrieve_to_files
     from calliper_pipeline.steps.assess import load_registered_model
 
     model = load_registered_model(tracking_config(args, s), args.model)
     spec = model.spec
+    if city is None:
+        if not spec.city:
+            raise ConfigError(f"{args.model} does not name its city: pass --city")
+        city = get_city(spec.city, load_city_registry(s.city_files))
     name = "hashing" if spec.text_encoder_id.startswith("hashing") else "minilm"
     cells = load_cells(city, s.data_root, spec.metric_epsg)
     layers = load_map_layers(city, s.data_root, spec.metric_epsg)

@@ -30,8 +30,11 @@ from jobs.cli import commands
 logger = logging.getLogger("calliper")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--city", default="london", help="city key from the registry (default: london)")
+def _common(p: argparse.ArgumentParser, city_default: str | None = "london") -> None:
+    default = city_default or "the model's own city"
+    p.add_argument(
+        "--city", default=city_default, help=f"city key from the registry (default: {default})"
+    )
     p.add_argument("--data-root", type=Path, help="data folder (env CALLIPER_DATA_ROOT)")
     p.add_argument(
         "--home", type=Path, help="working store: DuckDB, MLflow, Dagster (CALLIPER_HOME)"
@@ -187,7 +190,7 @@ def _serving_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "retrieve", help="score every grid cell of the city against a text query (heatmap + CSV)"
     )
-    _common(p)
+    _common(p, city_default=None)  # the model's own city (its spec names it)
     _tracking(p)
     p.add_argument("query", help='e.g. "a place of pubs and bars, a type of eating and drinking"')
     p.add_argument("--model", required=True, help="e.g. models:/calliper_london@champion")
@@ -219,7 +222,10 @@ def settings_from(args: argparse.Namespace) -> settings_mod.Settings:
     )
 
 
-def city_from(args: argparse.Namespace, s: settings_mod.Settings) -> CitySpec:
+def city_from(args: argparse.Namespace, s: settings_mod.Settings) -> CitySpec | None:
+    """The ``--city`` (None where the command's default is the model's own city: retrieve)."""
+    if args.city is None:
+        return None
     return get_city(args.city, load_city_registry(s.city_files))
 
 

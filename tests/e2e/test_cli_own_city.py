@@ -158,3 +158,26 @@ def test_results_show_the_citys_own_figures_and_nothing_borrowed(own: Own) -> No
     lines = [line for line in text.splitlines() if line.startswith("town-run-heldout-mlp:")]
     assert len(lines) == 1 and "nan" not in lines[0], lines
     assert "paper:" not in text and "London" not in text and "LUC" not in text
+
+
+def test_maps_and_retrieve_use_the_citys_own_queries_and_cells(own: Own) -> None:
+    """The maps' queries come from the city's most common categories; ``retrieve`` without
+    ``--city`` scores the model's own city (not London)."""
+    png = own.root / "query.png"
+    no_city = [a for a in own.paths if a not in ("--city", KEY)]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        status = main(["retrieve", "a place of cafe, a type of eating and drinking",
+                       "--model", f"models:/{MODEL}@champion", "--output", str(png),
+                       "--top-k", "3", *no_city])  # fmt: skip
+    assert status == 0, buf.getvalue()
+    top = pd.read_csv(png.with_suffix(".csv"))
+    assert len(top) == 3 and png.read_bytes()[:4] == b"\x89PNG"
+    # the town's cells (around lon 10, lat 50), not London's
+    assert top["lon"].between(9.8, 10.2).all() and top["lat"].between(49.9, 50.1).all()
+    client = own.tracking.client()
+    run_id = client.get_model_version(MODEL, "2").run_id
+    maps = [a.path for a in client.list_artifacts(str(run_id), "maps")]
+    heatmaps = [p for p in maps if p.startswith("maps/retrieval_") and p.endswith(".png")]
+    assert len(heatmaps) == 3, maps
+    assert not any("pubs" in p for p in heatmaps)  # London's queries are London's

@@ -3,6 +3,7 @@ and ``bounds_wgs84`` range and order, each refused in one line naming the file a
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +133,32 @@ def test_every_format_the_file_may_name_is_readable(name: str, tmp_path: Path) -
 
         pd.DataFrame({"a": [1]}).to_parquet(path)
     assert snapshot_format(path, spec) == expected
+
+
+def test_retrieval_queries(tmp_path: Path) -> None:
+    text = GOOD.replace('name = "Town"', 'name = "Town"\nretrieval_queries = [" a pub ", "x"]')
+    path = tmp_path / "town.toml"
+    path.write_text(text)
+    assert load_city_file(path).retrieval_queries == ("a pub", "x")
+    bad = GOOD.replace('name = "Town"', 'name = "Town"\nretrieval_queries = "a pub"')
+    assert "retrieval_queries: expected a list of non-empty texts" in _load(tmp_path, bad)
+
+
+def test_city_queries_default_to_the_most_common_categories(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from calliper_pipeline.steps.assess import city_queries
+
+    path = tmp_path / "town.toml"
+    path.write_text(GOOD)
+    city = load_city_file(path)
+    cats = ["Pub"] * 4 + ["Cafe"] * 3 + ["Post box"] * 2 + ["Bench"]
+    groups = ["Food", "Food", "Food", "Bar", "Food", "Food", "Food", None, None, "Street"]
+    pois = pd.DataFrame({"category": cats, "category_group": groups})
+    assert city_queries(city, pois) == [  # the group most of the category's POIs have
+        "A place of pub, a type of food",
+        "A place of cafe, a type of food",
+        "A place of post box",  # no group: the group clause is dropped
+    ]
+    named = replace(city, retrieval_queries=("a place of pubs",))
+    assert city_queries(named, pois) == ["a place of pubs"]
