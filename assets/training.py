@@ -60,7 +60,7 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
             )  # fmt: skip
         context.log.info(
             f"{city.key}: training on {len(inputs.pois):,} POIs and {len(inputs.texts):,} "
-            f"distinct texts, {run_cfg.train.epochs} epochs on {run_cfg.train.device}"
+            f"distinct texts on {run_cfg.train.device}"
         )
         out = training.train_and_register(
             inputs,
@@ -72,6 +72,7 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
             dagster_run_id=context.run_id,
             code_version=code_version(),
             log=context.log.info,
+            explicit=set(config.overrides()),  # the rest is sized for the city
         )
         v = out.version
         context.log.info(f"registered {v.model_uri} (alias candidate), MLflow run {out.run_id}")
@@ -94,9 +95,12 @@ def _training_metadata(out: Any, config: TrainingConfig, run_cfg: Any) -> dict[s
         "objective": run_cfg.objective.name,
         "description_variant": config.description_variant,
         "training_curve": png_markdown(out.curve_png, "training curve"),
+        "sizing": out.sizing or "as configured",
         **numbers(
             {
                 "embedding_dim": run_cfg.encoder.embed_dim * run_cfg.objective.heads,
+                "epochs_max": (out.run_cfg or run_cfg).train.epochs,
+                "batch_size": (out.run_cfg or run_cfg).train.batch_size,
                 "best_epoch": out.best_epoch,
                 "best_val_loss": out.best_val_loss,
                 "epochs_run": len(out.history),

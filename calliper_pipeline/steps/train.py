@@ -7,7 +7,8 @@ version of ``calliper_<city>`` (alias ``candidate``).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from calliper_pipeline.training.batches import split_indices
 from calliper_pipeline.training.checkpoints import EpochStats
 from calliper_pipeline.training.inputs import TrainingInputs, train_city
 from calliper_pipeline.training.loop import TrainResult
+from calliper_pipeline.training.sizing import size_for_city
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ class TrainingOutcome:
     curve_png: Path
     retrieval: dict[str, float] = field(default_factory=dict)
     heldout: HeldOut | None = None  # label-free measures, candidate and champion
+    sizing: str = ""  # what size_for_city chose ("" when the settings were used as given)
+    run_cfg: RunConfig | None = None  # the settings trained with (after sizing)
 
 
 def validation_retrieval(
@@ -138,6 +142,7 @@ def train_and_register(
     log: LogFn | None = None,
     checkpoint_dir: Path | None = None,
     resume: bool = False,
+    explicit: Collection[str] | None = None,
 ) -> TrainingOutcome:
     """Train ``city``'s encoder in one MLflow run and register it (alias ``candidate``).
 
@@ -145,7 +150,18 @@ def train_and_register(
     metrics (best epoch and validation loss, seconds per epoch, POIs per second, retrieval on
     the validation POIs), the training-curve PNG (also written to ``out_dir``) and the model.
     A failure marks the run FAILED and registers nothing.
+
+    ``explicit``: the training settings the operator set (flat names); the others are sized
+    for the city (:func:`training.sizing.size_for_city`: batch and early stopping of a small
+    city), and the choice is logged, tagged ``train.sizing`` and returned as ``sizing``.
+    None: ``run_cfg`` is used exactly as given (experiment grids, tests).
     """
+    sizing = ""
+    if explicit is not None:
+        sized, sizing = size_for_city(run_cfg.train, len(inputs.coords), explicit)
+        run_cfg = replace(run_cfg, train=sized)
+        if log is not None:
+            log(f"training settings from the city's size: {sizing}")
     snapshot_hash = str(inputs.pois[COL_SNAPSHOT_HASH].iloc[0])
     params = {
         **flatten(run_cfg),
@@ -158,6 +174,8 @@ def train_and_register(
         tracking, city.key, snapshot_hash, dagster_run_id, code_version, params
     )
     with handle:
+        if sizing:
+            runs.set_run_tags(handle, {"train.sizing": sizing})
         epoch_logger = runs.epoch_logger(handle)
 
         def on_epoch(stats: EpochStats) -> None:
@@ -196,6 +214,8 @@ def train_and_register(
         curve_png=curve_png,
         retrieval=retrieval,
         heldout=heldout,
+        sizing=sizing,
+        run_cfg=run_cfg,
     )
 
 

@@ -95,8 +95,9 @@ def train(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -
         s.home / "runs" / city.key / "cli", dagster_run_id=None,
         code_version=code_version(REPO_ROOT),
         log=logger.info, checkpoint_dir=s.checkpoints_dir / city.key / args.variant,
-        resume=args.resume,
+        resume=args.resume, explicit=set(training_overrides(args)),
     )  # fmt: skip
+    print(f"{city.key}: {out.sizing}")
     print(
         f"{city.key}: best epoch {out.best_epoch}, val loss {out.best_val_loss:.4f}, "
         f"{out.seconds_per_epoch:.2f} s/epoch -> {out.version.model_uri} (alias candidate)"

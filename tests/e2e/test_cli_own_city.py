@@ -105,6 +105,10 @@ def test_both_runs_succeed_and_register(own: Own) -> None:
     client = own.tracking.client()
     versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{MODEL}'"))
     assert versions == [1, 2]
+    # a small city: what the size chose (the tiny run set batch and epochs) is recorded
+    run = client.get_run(str(client.get_model_version(MODEL, "1").run_id))
+    assert "a small city" in run.data.tags["train.sizing"]
+    assert "batch 256" in run.data.tags["train.sizing"]  # --tiny's, kept as set
 
 
 def test_the_label_free_gate_gives_the_city_a_champion(own: Own) -> None:
