@@ -18,7 +18,7 @@ from calliper_pipeline.cities.spec import CitySpec
 from calliper_pipeline.config import RunConfig
 from calliper_pipeline.constants import COL_CATEGORY, COL_GROUP
 from calliper_pipeline.evaluation.baselines import POI_COUNTS, POSITIONAL_ENCODING
-from calliper_pipeline.evaluation.report import RunReport, machine_line
+from calliper_pipeline.evaluation.report import PAPER_CITY, RunReport, machine_line
 from calliper_pipeline.provenance import git_commit, machine_description
 from calliper_pipeline.steps.baselines import cached_baselines
 from calliper_pipeline.store import metrics
@@ -146,4 +146,5 @@ def city_report(
         results=frame,
         machine_lines=machine_lines(city.key, frame, list(versions)),
         training=dict(training_lines),
+        with_paper=city.key == PAPER_CITY,  # the paper's figures are London's
     )
