@@ -14,16 +14,11 @@ from pydantic import Field
 
 from calliper_pipeline import presets
 from calliper_pipeline.config import DescriptionConfig, ProbeConfig, RunConfig
+from calliper_pipeline.constants import HELDOUT_LOSS_TOLERANCE, HELDOUT_RECALL_TOLERANCE
 from calliper_pipeline.store.metrics import higher_is_better
 
 _P = ProbeConfig()
 Variant = Literal["calliper", "calliper_plus"]
-
-DEFAULT_QUERIES = (
-    "a place of pubs and bars, a type of eating and drinking",
-    "a place of railway stations, a type of public transport",
-    "a place of primary schools, a type of education",
-)
 
 
 class DescriptionSettings(dg.Config):
@@ -114,6 +109,16 @@ class PromotionConfig(dg.Config):
     higher_is_better: bool | None = Field(
         default=None, description="null: from the task (luc: higher, sdm: lower)"
     )
+    heldout_loss_tolerance: float = Field(
+        default=HELDOUT_LOSS_TOLERANCE,
+        description="cities without the metric's labels: candidate held-out validation loss "
+        "may exceed the champion's by this (nats)",
+    )
+    heldout_recall_tolerance: float = Field(
+        default=HELDOUT_RECALL_TOLERANCE,
+        description="cities without the metric's labels: candidate held-out recall@1% may "
+        "trail the champion's by this (fraction of POIs)",
+    )
 
     def direction(self) -> bool:
         """True when a higher score is better."""
@@ -125,8 +130,10 @@ class PromotionConfig(dg.Config):
 class MapsConfig(dg.Config):
     """Embedding maps and retrieval heatmaps."""
 
-    queries: list[str] = Field(
-        default=list(DEFAULT_QUERIES), description="texts for retrieval heatmaps"
+    queries: list[str] | None = Field(
+        default=None,
+        description="texts for retrieval heatmaps; null: the city file's retrieval_queries, "
+        "else its three most common categories' descriptions",
     )
     k: int = Field(default=4, description="k-means clusters of the cluster map")
     seed: int = Field(default=42, description="k-means seed")

@@ -320,9 +320,11 @@ def build_champion(cities: Cities) -> dg.AssetsDefinition:
         kinds={"mlflow"},
         code_version="1",
         description=(
-            "The promotion gate: alias `champion` of `calliper_<city>` moves to the version "
-            "just trained only if all blocking checks passed and its score (default LUC MLP "
-            "macro F1) is at least the incumbent's minus the tolerance."
+            "The promotion gate: alias `champion` of `calliper_<city>` moves to the version just "
+            "trained only if all blocking checks passed and it is at least as good as the "
+            "incumbent: on evaluation labels where the city has them (default LUC MLP macro "
+            "F1, minus the tolerance), else on its held-out POIs (validation loss and "
+            "text-to-location recall@1%, within their tolerances)."
         ),
     )
     @one_line_failure
@@ -332,15 +334,20 @@ def build_champion(cities: Cities) -> dg.AssetsDefinition:
         duckdb: DuckDBResource,
         mlflow: MlflowResource,
     ) -> dg.MaterializeResult:
+        from calliper_pipeline.steps.assess import has_evaluation_set
         from calliper_pipeline.store import metrics as results
         from calliper_pipeline.tracking import registry
 
         city_key = context.partition_key
         version = trained_version(context, city_key)
+        task = results.parse_metric_key(config.metric)[1]
+        if not has_evaluation_set(cities.spec(city_key), task):
+            return _label_free_gate(context, config, mlflow, version)
         with duckdb.connect(read_only=True) as con:
             score = results.score(con, city_key, version.name, version.version, config.metric)
         checks = blocking_checks_passed(context, city_key)
         base: dict[str, Any] = {
+            "gate": registry.LABEL_GATE,
             "metric": config.metric,
             "candidate_version": version.version,
             "model_uri": version.model_uri,
@@ -374,3 +381,41 @@ def build_champion(cities: Cities) -> dg.AssetsDefinition:
         )
 
     return calliper_champion
+
+
+def _label_free_gate(
+    context: dg.AssetExecutionContext, config: PromotionConfig, mlflow: Any, version: Any
+) -> dg.MaterializeResult:
+    """The gate of a city without the metric's labels: held-out POIs
+    (:func:`calliper_pipeline.tracking.label_free.promote_label_free`)."""
+    from calliper_pipeline.tracking import label_free
+
+    city_key = context.partition_key
+    checks = blocking_checks_passed(context, city_key)
+    decision = label_free.promote_label_free(
+        mlflow.tracking(), city_key, version.version, all(checks.values()),
+        config.heldout_loss_tolerance, config.heldout_recall_tolerance,
+    )  # fmt: skip
+    context.log.info(f"{version.model_uri} ({label_free.GATE}): {decision.reason}")
+    tags = mlflow.tracking().client().get_model_version(version.name, version.version).tags
+    measures = label_free.HeldOut.from_tags(dict(tags))
+    numbers_ = {} if measures is None else {
+        f"heldout_{k}": v
+        for k, v in vars(measures).items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            "gate": label_free.GATE,
+            "candidate_version": version.version,
+            "model_uri": version.model_uri,
+            "checks_passed": all(checks.values()),
+            "blocking_checks": dg.MetadataValue.json(checks),
+            "decision": "promoted" if decision.promoted else "rejected",
+            "reason": decision.reason,
+            "incumbent_version": decision.incumbent_version or "none",
+            "heldout_loss_tolerance": config.heldout_loss_tolerance,
+            "heldout_recall_tolerance": config.heldout_recall_tolerance,
+            **numbers(numbers_),
+        }
+    )

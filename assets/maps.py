@@ -9,7 +9,12 @@ from assets.config import MapsConfig
 from assets.errors import one_line_failure
 from assets.metadata import PREVIEW, markdown_table, png_markdown, preview
 from assets.partitions import Cities
-from assets.resources import DataLocationResource, MlflowResource, TextEncoderResource
+from assets.resources import (
+    DataLocationResource,
+    DuckDBResource,
+    MlflowResource,
+    TextEncoderResource,
+)
 from assets.training import CALLIPER_MODEL, trained_version
 
 GROUP = "evaluation"
@@ -28,11 +33,16 @@ def query_label(query: str) -> str:
 
 
 def _maps_metadata(
-    out: Any, version: Any, config: MapsConfig, cluster_url: str | None, slug: Any
+    out: Any,
+    version: Any,
+    config: MapsConfig,
+    queries: Any,
+    cluster_url: str | None,
+    slug: Any,
 ) -> dict[str, Any]:
     """Preview (cluster map), the maps as thumbnails, each query's heatmap and top cells."""
     labels: dict[str, str] = {}
-    for query in config.queries:  # distinct labels, in the order of the queries
+    for query in queries:  # distinct labels, in the order of the queries
         label = query_label(query)
         n = 2
         while label in labels.values():
@@ -60,6 +70,7 @@ def _maps_metadata(
     metadata |= {
         "model_uri": version.model_uri,
         "n_cells": out.n_cells,
+        "queries": dg.MetadataValue.json(list(queries)),
         "folder": dg.MetadataValue.path(str(pngs["cluster_map"].parent)),
     }
     return metadata
@@ -79,22 +90,29 @@ def build_embedding_maps(cities: Cities) -> dg.AssetsDefinition:
         description=(
             "PNG maps of the exact version `calliper_model` registered: k-means clusters and "
             "principal components of the cell embeddings, and text-to-location retrieval "
-            "heatmaps; also logged to the training's MLflow run under `maps/`."
+            "heatmaps (the city file's `retrieval_queries`, else its three most common "
+            "categories); also logged to the training's MLflow run under `maps/`."
         ),
     )
     @one_line_failure
     def embedding_maps(
         context: dg.AssetExecutionContext,
         config: MapsConfig,
+        duckdb: DuckDBResource,
         text_encoder: TextEncoderResource,
         data: DataLocationResource,
         mlflow: MlflowResource,
     ) -> dg.MaterializeResult:
         from calliper_pipeline.steps import assess as assessment
+        from calliper_pipeline.store.pois import read_city_pois
         from calliper_pipeline.tracking.runs import artifact_url
 
         city = cities.spec(context.partition_key)
         version = trained_version(context, city.key)
+        queries = config.queries
+        if queries is None:  # the city file's, else its most common categories
+            with duckdb.connect(read_only=True) as con:
+                queries = assessment.city_queries(city, read_city_pois(con, city.key))
         out = assessment.render_maps(
             city,
             data.data_root_path,
@@ -102,7 +120,7 @@ def build_embedding_maps(cities: Cities) -> dg.AssetsDefinition:
             mlflow.tracking(),
             text_encoder.encoder(),
             data.output_dir(city.key, "runs", context.run_id, "maps"),
-            config.queries,
+            queries,
             k=config.k,
             seed=config.seed,
             top_k=config.top_k,
@@ -114,7 +132,7 @@ def build_embedding_maps(cities: Cities) -> dg.AssetsDefinition:
             png = out.figures["cluster_map"].name
             cluster_url = artifact_url(mlflow.tracking(), version.run_id, f"maps/{png}")
         return dg.MaterializeResult(
-            metadata=_maps_metadata(out, version, config, cluster_url, assessment.slug)
+            metadata=_maps_metadata(out, version, config, queries, cluster_url, assessment.slug)
         )
 
     return embedding_maps

@@ -72,7 +72,7 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
             )  # fmt: skip
         context.log.info(
             f"{city.key}: training on {len(inputs.pois):,} POIs and {len(inputs.texts):,} "
-            f"distinct texts, {run_cfg.train.epochs} epochs on {run_cfg.train.device}"
+            f"distinct texts on {run_cfg.train.device}"
         )
         out = training.train_and_register(
             inputs,
@@ -89,6 +89,7 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
             checkpoint_dir=data.output_dir(city.key, "checkpoints"),
             resume="auto",
             reuse=config.reuse,
+            explicit=set(config.overrides()),  # the rest is sized for the city
         )
         v = out.version
         if not out.reused:
@@ -148,9 +149,12 @@ def _training_metadata(
         "preset": config.preset,
         "objective": run_cfg.objective.name,
         "description_variant": config.description_variant,
+        "sizing": out.sizing or "as configured",
         **numbers(
             {
                 "embedding_dim": run_cfg.encoder.embed_dim * run_cfg.objective.heads,
+                "epochs_max": (out.run_cfg or run_cfg).train.epochs,
+                "batch_size": (out.run_cfg or run_cfg).train.batch_size,
                 "best_epoch": out.best_epoch,
                 "best_val_loss": out.best_val_loss,
                 "epochs_run": len(out.history),
@@ -160,9 +164,18 @@ def _training_metadata(
                 "n_val": out.n_val,
                 "n_texts": out.n_texts,
                 **{f"retrieval_{k}": val for k, val in out.retrieval.items()},
+                **_heldout_numbers(out.heldout),
             }
         ),
     }
+
+
+def _heldout_numbers(heldout: Any) -> dict[str, float]:
+    """The label-free gate's measures (candidate and champion on the held-out POIs)."""
+    if heldout is None:
+        return {}
+    keys = ("val_loss", "recall_at_1pct", "incumbent_val_loss", "incumbent_recall_at_1pct")
+    return {f"heldout_{k}": getattr(heldout, k) for k in keys if getattr(heldout, k) is not None}
 
 
 def _link(url: str | None) -> dg.MetadataValue:

@@ -59,3 +59,8 @@ MINILM_DIM: Final = 384
 # Paper defaults
 PAPER_EMBED_DIM: Final = 128
 PAPER_SEEDS: Final = (42, 24, 7, 0, 100)
+
+# The label-free champion gate (cities without evaluation labels; tracking/label_free.py):
+# how much worse than the champion a candidate may be on its held-out POIs and still be promoted.
+HELDOUT_LOSS_TOLERANCE: Final = 0.02  # validation InfoNCE, nats
+HELDOUT_RECALL_TOLERANCE: Final = 0.01  # text-to-location recall@1% of cells, fraction of POIs

@@ -96,7 +96,7 @@ def tiny_run_config(
     return build_run_config(
         training,
         EvaluationConfig(seeds=[42], max_epochs=5),
-        MapsConfig(queries=["a place of pubs, a type of eating and drinking"], width_px=600),
+        MapsConfig(width_px=600),  # the city's own queries
         log_level=log_level,
     )
 
@@ -211,10 +211,14 @@ def write_report(
 
     s = s or settings.from_env()
     city = get_city(city_key, load_city_registry(s.city_files))
-    versions, seconds, lines = {}, {}, {}
+    versions, seconds, lines, figures, gates = {}, {}, {}, {}, {}
     for variant, result in runs.items():
         meta = _materialisation_metadata(result, "calliper_model")
         versions[variant] = (str(meta["model_name"]), str(meta["model_version"]))
+        figures[variant] = meta
+        gate = _materialisation_metadata(result, "calliper_champion")
+        if gate:
+            gates[variant] = f"{gate.get('gate', '?')}: {gate.get('decision', '?')}"
         lines[f"training [{variant}]"] = _training_line(meta)
         for step, sec in step_seconds(home, result.run_id).items():
             seconds[f"{step}[{variant}]"] = sec
@@ -223,7 +227,7 @@ def write_report(
     with connect(s.warehouse) as con:
         report = city_report(
             con, city, s.data_root, versions, baseline_cfg, seconds, lines, command,
-            settings.REPO_ROOT, title,
+            settings.REPO_ROOT, title, figures=figures, gates=gates,
         )  # fmt: skip
     text = report.markdown()
     write_section(results_path, f"{city_key}-run", text)

@@ -20,10 +20,17 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from calliper_pipeline.cities.checks import (
+    check_bounds,
+    check_columns,
+    check_format,
+    check_keys,
+    check_queries,
+)
 from calliper_pipeline.constants import WGS84_EPSG
 from calliper_pipeline.errors import ConfigError
 
@@ -89,7 +96,8 @@ class ColumnMap:
     """Which source columns hold each POI field.
 
     Either ``lon``/``lat`` or ``x``/``y`` must be given; ``source_epsg`` says the CRS of the
-    coordinate columns (4326 for lon/lat). ``poi_id`` None means the 1-based row number is the id.
+    coordinate columns (4326 for lon/lat). ``poi_id`` None: a stable id derived from source,
+    name, category and rounded WGS84 coordinates (:mod:`calliper_pipeline.ingest.ids`).
     """
 
     category: str
@@ -126,7 +134,7 @@ class SnapshotSpec:
 
     path: str
     columns: ColumnMap
-    format: str | None = None  # csv | geojson | parquet | geoparquet; None: from the suffix
+    format: str | None = None  # csv | geojson | parquet | geoparquet | jsonl; None: suffix
     filters: Mapping[str, Any] = field(default_factory=dict)
     name: str | None = None
     encoding: str | None = None
@@ -181,6 +189,9 @@ class CitySpec:
     refresh_cron: str = "0 3 * * *"
     attribution: str = ""
     sources: tuple[SourceSpec, ...] = ()
+    #: texts of the retrieval heatmaps drawn for every trained version; empty: one per most
+    #: common category (:func:`calliper_pipeline.steps.assess.city_queries`)
+    retrieval_queries: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         validate_city_key(self.key)
@@ -227,11 +238,24 @@ class CitySpec:
         return replace(self, snapshot=replace(self.snapshot, path=str(path)))
 
 
-def _parse_snapshot(table: Mapping[str, Any], cls: type[SnapshotSpec]) -> Any:
-    snap = dict(table)
-    columns = ColumnMap(**snap.pop("columns"))
-    spec = cls(columns=columns, **snap)
-    filter_columns(spec.filters)
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in fields(cls)}
+
+
+def _parse_snapshot(table: Any, cls: type[SnapshotSpec], where: str) -> Any:
+    snap = dict(check_keys(table, _field_names(cls), where))
+    if "path" not in snap:
+        raise ConfigError(f"{where}.path: required (the POI file, relative to the data root)")
+    if "columns" not in snap:
+        raise ConfigError(f"{where}.columns: required (which columns hold category, lon/lat ...)")
+    columns = check_keys(snap.pop("columns"), _field_names(ColumnMap), f"{where}.columns")
+    check_columns(columns, f"{where}.columns")
+    snap["format"] = check_format(snap.get("format"), f"{where}.format")
+    spec = cls(columns=ColumnMap(**columns), **snap)
+    try:
+        filter_columns(spec.filters)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.filters: {exc}") from exc
     return spec
 
 
@@ -253,17 +277,27 @@ def _check_sources(city: CitySpec, source: str) -> None:
 def _parse_city(doc: Mapping[str, Any], source: str) -> CitySpec:
     validate_city_key(doc.get("key"), source)
     try:
-        snapshot = _parse_snapshot(doc["snapshot"], SnapshotSpec)
-        sources = tuple(_parse_snapshot(s, SourceSpec) for s in doc.get("sources", ()))
-        evaluation = EvaluationSpec(**doc["evaluation"]) if "evaluation" in doc else None
+        check_keys(doc, _field_names(CitySpec), "")
+        if "snapshot" not in doc:
+            raise ConfigError("snapshot: required (the [snapshot] table: path, columns, ...)")
+        snapshot = _parse_snapshot(doc["snapshot"], SnapshotSpec, "snapshot")
+        sources = tuple(
+            _parse_snapshot(s, SourceSpec, f"sources[{i}]")
+            for i, s in enumerate(doc.get("sources", ()))
+        )
+        evaluation = None
+        if "evaluation" in doc:
+            table = check_keys(doc["evaluation"], _field_names(EvaluationSpec), "evaluation")
+            evaluation = EvaluationSpec(**table)
         bounds = doc.get("bounds_wgs84")
-        nested = {"snapshot", "evaluation", "bounds_wgs84", "sources"}
+        nested = {"snapshot", "evaluation", "bounds_wgs84", "sources", "retrieval_queries"}
         rest = {k: v for k, v in doc.items() if k not in nested}
         city = CitySpec(
             snapshot=snapshot,
             evaluation=evaluation,
-            bounds_wgs84=tuple(bounds) if bounds else None,  # type: ignore[arg-type]
+            bounds_wgs84=None if bounds is None else check_bounds(bounds),
             sources=sources,
+            retrieval_queries=check_queries(doc.get("retrieval_queries", [])),
             **rest,
         )
     except (KeyError, TypeError, ConfigError) as exc:
@@ -276,10 +310,17 @@ def load_city_file(path: Path) -> CitySpec:
     """Read one city TOML file.
 
     Raises:
-        ConfigError: the file is invalid (its key, a source or a filter), naming the file.
+        ConfigError: the file is not TOML, or is invalid (its key, an unknown key of any
+            table, an unknown ``format``, a column map without category or with half a
+            coordinate pair, ``bounds_wgs84`` not (min_lon, min_lat, max_lon, max_lat) in
+            range and order, a source or a filter), naming the file and the field.
     """
     with open(path, "rb") as fh:
-        return _parse_city(tomllib.load(fh), str(path))
+        try:
+            doc = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not a valid TOML file: {exc}") from exc
+    return _parse_city(doc, str(path))
 
 
 def load_city_registry(extra_paths: Iterable[Path] = ()) -> dict[str, CitySpec]:

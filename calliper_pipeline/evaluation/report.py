@@ -29,6 +29,8 @@ COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("sdm", "mlp", "kl", "SDM MLP KL"),
 )
 
+#: The city the paper's figures are of: only its results table shows them.
+PAPER_CITY = "london"
 # The paper's figures (PAPER.md): Table 7 (MLP probe) and the authors' notebooks.
 PAPER_ROWS: dict[str, dict[str, str]] = {
     "paper: CaLLiPer-SenTrans (OS POI, 340k)": {
@@ -137,6 +139,14 @@ class RunReport:
     machine_lines: Sequence[str] = ()
     training: Mapping[str, str] = field(default_factory=dict)
     notes: Sequence[str] = ()
+    own_table: pd.DataFrame | None = None  # a city without labels: its own figures instead
+    with_paper: bool = True  # the paper's (London's) rows beside ours: London only
+
+    def results_table(self) -> str:
+        """The probe table beside the paper's rows, or the city's own figures."""
+        if self.own_table is not None:
+            return to_markdown(self.own_table)
+        return to_markdown(results_frame_tidy(self.results, with_paper=self.with_paper))
 
     def markdown(self) -> str:
         parts = [
@@ -150,9 +160,14 @@ class RunReport:
             + ", ".join(f"{k} {v:.1f} s" for k, v in self.stage_seconds.items()),
         ]
         parts += [f"- {k}: {v}" for k, v in self.training.items()]
-        parts += ["", to_markdown(results_frame_tidy(self.results)), ""]
+        parts += ["", self.results_table(), ""]
         parts += [f"- {n}" for n in self.notes]
         if self.machine_lines:
-            parts += ["", "Machine-readable (this run's configuration, MLP probe, means x100):", ""]
+            what = (
+                "held-out POIs, recall x100"
+                if self.own_table is not None
+                else "MLP probe, means x100"
+            )
+            parts += ["", f"Machine-readable (this run's configuration, {what}):", ""]
             parts += ["```", *self.machine_lines, "```"]
         return "\n".join(parts) + "\n"

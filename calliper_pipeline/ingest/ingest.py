@@ -28,15 +28,16 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from calliper_pipeline.cities.geo import city_bounds_m
+from calliper_pipeline.cities.checks import check_bounds_hold_points
+from calliper_pipeline.cities.geo import city_bounds_m, project
 from calliper_pipeline.cities.spec import CitySpec
 from calliper_pipeline.config import DescriptionConfig
-from calliper_pipeline.constants import COL_X, COL_Y
+from calliper_pipeline.constants import COL_X, COL_Y, WGS84_EPSG
 from calliper_pipeline.errors import EmptySnapshotError
 from calliper_pipeline.hashing import file_hash
 from calliper_pipeline.ingest.filters import apply_filters
 from calliper_pipeline.ingest.quality import degenerate_city_warnings
-from calliper_pipeline.ingest.readers import read_snapshot
+from calliper_pipeline.ingest.readers import coordinate_columns, read_snapshot
 from calliper_pipeline.ingest.report import IngestReport, SourceReport
 from calliper_pipeline.ingest.validate import (
     describe_pois,
@@ -111,13 +112,30 @@ def drop_near_duplicates(
     return pois.loc[~near].reset_index(drop=True), int(near.sum())
 
 
+def _check_bounds_order(city: CitySpec, raw: pd.DataFrame) -> None:
+    """ConfigError when ``bounds_wgs84`` holds none of the primary's POIs and looks lat/lon
+    swapped (:func:`cities.checks.check_bounds_hold_points`)."""
+    if city.bounds_wgs84 is None or city.boundary_path is not None:
+        return
+    cols = city.snapshot.columns
+    cx, cy = coordinate_columns(cols)
+    a = pd.to_numeric(raw[cx], errors="coerce").to_numpy(dtype=float)
+    b = pd.to_numeric(raw[cy], errors="coerce").to_numpy(dtype=float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    with np.errstate(invalid="ignore"):
+        lon, lat = project(a[ok], b[ok], cols.source_epsg, WGS84_EPSG)
+    check_bounds_hold_points(city.bounds_wgs84, np.asarray(lon), np.asarray(lat), city.key)
+
+
 def _merge_sources(
     city: CitySpec, data_root: Path, hashes: dict[str, str]
 ) -> tuple[pd.DataFrame, pd.DataFrame, IngestReport]:
     data_hash = combine_hashes(hashes)
     sources = [(n, s, _existing(city.source_path(data_root, s))) for n, s in city.all_sources()]
     raws = [read_snapshot(path, spec) for _, spec, path in sources]
-    metric_epsg = snapshot_metric_epsg(city, apply_filters(raws[0], city.snapshot.filters)[0])
+    primary = apply_filters(raws[0], city.snapshot.filters)[0]
+    _check_bounds_order(city, primary)
+    metric_epsg = snapshot_metric_epsg(city, primary)
     bounds = city_bounds_m(city, data_root, metric_epsg)
     pois_parts: list[pd.DataFrame] = []
     quarantine_parts: list[pd.DataFrame] = []
@@ -166,6 +184,7 @@ def ingest_city(
     Raises:
         FileNotFoundError: a source (or the boundary) file is missing.
         SnapshotFormatError: a source cannot be parsed.
+        ConfigError: ``bounds_wgs84`` holds none of the primary's POIs and lat/lon look swapped.
         EmptySnapshotError: no row survived filtering and validation; the store is unchanged.
 
     A city that is degenerate for training (:func:`.quality.degenerate_city_warnings`) or a

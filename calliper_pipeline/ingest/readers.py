@@ -1,4 +1,5 @@
-"""Reading POI source files: CSV / CSV.gz / GeoJSON / Parquet / GeoParquet into a DataFrame.
+"""Reading POI source files: CSV / CSV.gz / GeoJSON / Parquet / GeoParquet / JSON lines (.gz)
+into a DataFrame.
 
 :func:`read_snapshot` returns the file's columns with a 1-based ``source_row`` and coordinate
 columns. The rows it cannot read as a POI (a ragged CSV row, a non-point feature) stay in
@@ -40,8 +41,14 @@ from calliper_pipeline.ingest.markers import (
 GEOMETRY_X = "x"
 GEOMETRY_Y = "y"
 
-SNAPSHOT_FORMATS = ("csv", "geojson", "parquet", "geoparquet")
-_FORMAT_ALIASES = {"csv.gz": "csv", "json": "geojson", "pq": "parquet"}
+SNAPSHOT_FORMATS = ("csv", "geojson", "parquet", "geoparquet", "jsonl")
+_FORMAT_ALIASES = {
+    "csv.gz": "csv",
+    "json": "geojson",
+    "pq": "parquet",
+    "ndjson": "jsonl",
+    "jsonl.gz": "jsonl",
+}
 _SUFFIX_FORMATS = {
     ".csv": "csv",
     ".geojson": "geojson",
@@ -49,6 +56,8 @@ _SUFFIX_FORMATS = {
     ".parquet": "parquet",
     ".pq": "parquet",
     ".geoparquet": "geoparquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
 }
 #: A number as coordinate text: decimal or scientific notation, or inf / infinity (signed).
 _NUMBER = r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|(?i:inf|infinity))"
@@ -133,6 +142,8 @@ def read_snapshot(path: Path, spec: SnapshotSpec) -> pd.DataFrame:
         df = _read_csv(path, spec)
     elif fmt == "parquet":
         df = _read_parquet(path)
+    elif fmt == "jsonl":
+        df = read_json_lines(path)
     else:
         df = _read_geometry_file(path, fmt, spec.columns)
     _check_columns(df, path, spec)
@@ -153,6 +164,55 @@ def _read_csv(path: Path, spec: SnapshotSpec) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- Parquet, geometry
+
+
+def _open_text(path: Path) -> Any:
+    """The file as text, gunzipped when it starts with the gzip magic bytes."""
+    import gzip
+
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def read_json_lines(path: Path) -> pd.DataFrame:
+    """A JSON-lines file (one JSON object per line; ``.jsonl``/``.ndjson``, gzip allowed).
+
+    Blank lines are skipped; a key missing from an object is a missing value. Values keep
+    their JSON types (text, numbers, booleans, null); nested objects and arrays stay as they
+    are (only named columns are used).
+
+    Raises:
+        SnapshotFormatError: a line is not valid JSON or not an object (naming its line
+            number), the file is not UTF-8 text or holds no object.
+    """
+    import json
+
+    records: list[dict[str, Any]] = []
+    try:
+        with _open_text(path) as fh:
+            for line_no, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    msg = f"line {line_no} is not valid JSON: {exc.msg} (column {exc.colno})"
+                    raise SnapshotFormatError(str(path), msg, row=len(records) + 1) from exc
+                if not isinstance(obj, dict):
+                    msg = f"line {line_no} is a JSON {type(obj).__name__}, not an object"
+                    raise SnapshotFormatError(str(path), msg, row=len(records) + 1)
+                records.append(obj)
+    except (UnicodeDecodeError, OSError, EOFError) as exc:
+        raise SnapshotFormatError(str(path), f"unreadable JSON lines: {exc}") from exc
+    if not records:
+        raise SnapshotFormatError(str(path), "empty file (no JSON object)")
+    # object columns keep each value as JSON gave it: id 7 stays "7" (not "7.0") when another
+    # row has a null id; coordinates are parsed later
+    names = list(dict.fromkeys(k for r in records for k in r))
+    return pd.DataFrame({c: pd.Series([r.get(c) for r in records], dtype=object) for c in names})
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

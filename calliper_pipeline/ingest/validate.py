@@ -41,6 +41,7 @@ from calliper_pipeline.errors import ConfigError, EmptySnapshotError, SnapshotFo
 from calliper_pipeline.hashing import text_hash
 from calliper_pipeline.ingest.descriptions import describe_frame
 from calliper_pipeline.ingest.filters import apply_filters
+from calliper_pipeline.ingest.ids import stable_ids
 from calliper_pipeline.ingest.markers import (
     REASON_NOT_A_POINT,
     REASON_RAGGED_ROW,
@@ -192,7 +193,12 @@ class _Checked:
 
 
 def _check(
-    kept: pd.DataFrame, cols: ColumnMap, metric_epsg: int, bounds: Bounds, id_prefix: str
+    kept: pd.DataFrame,
+    cols: ColumnMap,
+    metric_epsg: int,
+    bounds: Bounds,
+    id_prefix: str,
+    source: str = "",
 ) -> _Checked:
     cx, cy = coordinate_columns(cols)
     a, a_missing, _ = parse_coordinates(kept[cx])
@@ -203,7 +209,8 @@ def _check(
     if cols.poi_id:
         ids = _clean_strings(kept[cols.poi_id])
     else:
-        ids = pd.Series(kept[COL_SOURCE_ROW].astype(str).to_numpy(), index=kept.index, dtype=object)
+        name = kept[cols.name] if cols.name else None
+        ids = stable_ids(source, name, kept[cols.category], lon, lat)  # see ingest/ids.py
     if id_prefix:
         ids = ids.map(lambda v: None if v is None else f"{id_prefix}{v}").astype(object)
     category = _clean_strings(kept[cols.category])
@@ -302,7 +309,7 @@ def normalise_source(
         raw = raw.assign(**{COL_SOURCE_ROW: np.arange(1, len(raw) + 1, dtype=np.int64)})
     refused, readable, cleaned = split_refused(raw)
     kept, filtered_by = apply_filters(readable, spec.filters)
-    checked = _check(kept, spec.columns, metric_epsg, bounds, id_prefix)
+    checked = _check(kept, spec.columns, metric_epsg, bounds, id_prefix, source)
     _refuse_swapped(checked, spec.columns, metric_epsg, bounds, path or spec.path)
     pois = _poi_frame(checked, spec.columns, city.key, source, data_hash)
     quarantine = _quarantine_frame(checked, city.key, source)

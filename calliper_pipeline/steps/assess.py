@@ -166,6 +166,28 @@ class MapsOutcome:
     n_cells: int
 
 
+#: Retrieval heatmaps drawn when neither the run nor the city file names queries.
+DEFAULT_QUERY_COUNT = 3
+
+
+def city_queries(city: CitySpec, pois: pd.DataFrame, n: int = DEFAULT_QUERY_COUNT) -> list[str]:
+    """The city's retrieval queries: its file's ``retrieval_queries``, else the descriptions
+    (the city's template, as training describes POIs) of its ``n`` most common categories,
+    each with the group most of its POIs have, most common first."""
+    from calliper_pipeline.constants import COL_CATEGORY, COL_GROUP
+    from calliper_pipeline.ingest.descriptions import describe
+
+    if city.retrieval_queries:
+        return list(city.retrieval_queries)
+    cats = pois[COL_CATEGORY].value_counts(sort=True)
+    queries = []
+    for category in cats.index[:n]:
+        groups = pois.loc[pois[COL_CATEGORY] == category, COL_GROUP].dropna().value_counts()
+        group = groups.index[0] if len(groups) else None
+        queries.append(describe(category, group, template=city.description_template))
+    return queries
+
+
 def slug(text: str, max_len: int = 40) -> str:
     """A file-name-safe lower-case slug of ``text``."""
     s = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")

@@ -59,6 +59,8 @@ def record(handle: RunHandle, outcome: TrainingOutcome, key: str | None) -> None
     """Store ``outcome`` on its run and ``key`` on its registered version."""
     out = asdict(outcome)
     out["curve_png"] = outcome.curve_png.name
+    for transient in ("heldout", "run_cfg", "sizing", "reused"):  # of this training only
+        out.pop(transient, None)
     path = outcome.curve_png.parent / OUTCOME_FILE
     path.write_text(json.dumps(out, default=str), encoding="utf-8")
     handle.client.log_artifact(handle.run_id, str(path), OUTCOME_DIR)

@@ -7,6 +7,7 @@ version of ``calliper_<city>`` (alias ``candidate``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -19,13 +20,15 @@ from calliper_pipeline.constants import COL_SNAPSHOT_HASH, COL_X, COL_Y
 from calliper_pipeline.model.calliper import CalliperModel
 from calliper_pipeline.progress import LogFn
 from calliper_pipeline.steps import reuse as reuse_step
-from calliper_pipeline.tracking import registry, runs
+from calliper_pipeline.tracking import label_free, registry, runs
+from calliper_pipeline.tracking.label_free import HeldOut
 from calliper_pipeline.tracking.registry import RegisteredVersion
 from calliper_pipeline.tracking.runs import TrackingConfig
 from calliper_pipeline.training.batches import split_indices
 from calliper_pipeline.training.checkpoints import EpochStats
 from calliper_pipeline.training.inputs import TrainingInputs, train_city
 from calliper_pipeline.training.loop import TrainResult
+from calliper_pipeline.training.sizing import size_for_city
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,9 @@ class TrainingOutcome:
     stopped_early: bool
     curve_png: Path
     retrieval: dict[str, float] = field(default_factory=dict)
+    heldout: HeldOut | None = None  # label-free measures, candidate and champion
+    sizing: str = ""  # what size_for_city chose ("" when the settings were used as given)
+    run_cfg: RunConfig | None = None  # the settings trained with (after sizing)
     reused: bool = False  # an earlier registered version with the same training key
 
 
@@ -102,12 +108,11 @@ def _log_summary(
     data_root: Path,
     run_cfg: RunConfig,
     out_dir: Path,
+    cells: pd.DataFrame,
 ) -> tuple[dict[str, float], Path]:
     """Log the run's summary metrics (with validation retrieval) and the training curve."""
-    from calliper_pipeline.cities.cells import load_cells
     from calliper_pipeline.maps.charts import training_curve_figure
 
-    cells = load_cells(city, data_root, inputs.spec.metric_epsg)
     retrieval = validation_retrieval(result.model, inputs, cells, run_cfg.train)
     summary = {
         "best_epoch": float(result.best_epoch),
@@ -139,6 +144,7 @@ def train_and_register(
     log: LogFn | None = None,
     checkpoint_dir: Path | None = None,
     resume: bool | str = False,
+    explicit: Collection[str] | None = None,
     reuse: bool = False,
 ) -> TrainingOutcome:
     """Train ``city``'s encoder in one MLflow run and register it (alias ``candidate``).
@@ -146,9 +152,22 @@ def train_and_register(
     Logs params (``config.flatten(run_cfg)`` plus data sizes), per-epoch metrics, summary
     metrics (best epoch and validation loss, seconds per epoch, POIs per second, retrieval on
     the validation POIs), the training-curve PNG (also written to ``out_dir``) and the model.
-    A failure marks the run FAILED and registers nothing. With ``reuse``, a registered version
-    trained with the same key (:mod:`.reuse`) is returned instead of training again.
+    A failure marks the run FAILED and registers nothing.
+
+    ``explicit``: the training settings the operator set (flat names); the others are sized
+    for the city (:func:`training.sizing.size_for_city`: batch and early stopping of a small
+    city), and the choice is logged, tagged ``train.sizing`` and returned as ``sizing``.
+    None: ``run_cfg`` is used exactly as given (experiment grids, tests).
+
+    With ``reuse``, a registered version trained with the same key (:mod:`.reuse`: snapshot,
+    settings after sizing, text encoder, commit) is returned instead of training again.
     """
+    sizing = ""
+    if explicit is not None:
+        sized, sizing = size_for_city(run_cfg.train, len(inputs.coords), explicit)
+        run_cfg = replace(run_cfg, train=sized)
+        if log is not None:
+            log(f"training settings from the city's size: {sizing}")
     snapshot_hash = str(inputs.pois[COL_SNAPSHOT_HASH].iloc[0])
     key = reuse_step.training_key(run_cfg, snapshot_hash, inputs.spec.text_encoder_id, code_version)
     if reuse:
@@ -159,7 +178,7 @@ def train_and_register(
                     f"reusing {found.version.model_uri}: same snapshot, settings, text encoder "
                     f"and code (training key {key}); nothing to train"
                 )
-            return replace(found, reused=True)
+            return replace(found, reused=True, sizing=sizing, run_cfg=run_cfg)
     params = {
         **flatten(run_cfg),
         "data.n_pois": len(inputs.pois),
@@ -171,6 +190,8 @@ def train_and_register(
         tracking, city.key, snapshot_hash, dagster_run_id, code_version, params
     )
     with handle:
+        if sizing:
+            runs.set_run_tags(handle, {"train.sizing": sizing})
         epoch_logger = runs.epoch_logger(handle)
 
         def on_epoch(stats: EpochStats) -> None:
@@ -184,12 +205,17 @@ def train_and_register(
         resumed = int(result.extra.get("resumed_after_epoch", 0))
         if resumed and log is not None:
             log(f"resumed from the checkpoint in {checkpoint_dir} after epoch {resumed}")
+        from calliper_pipeline.cities.cells import load_cells
+
+        cells = load_cells(city, data_root, inputs.spec.metric_epsg)
         retrieval, curve_png = _log_summary(
-            handle, result, inputs, city, data_root, run_cfg, out_dir
+            handle, result, inputs, city, data_root, run_cfg, out_dir, cells
         )
+        heldout = _measure_heldout(handle, result.model, inputs, run_cfg, cells, retrieval, log)
         if log is not None:
             log(f"logging and registering the model of run {handle.run_id}")
         version = registry.log_and_register_model(handle, result.model, city.key)
+        label_free.record_heldout(tracking, city.key, version.version, heldout)
         outcome = TrainingOutcome(
             version=version,
             run_id=handle.run_id,
@@ -206,6 +232,44 @@ def train_and_register(
             stopped_early=result.stopped_early,
             curve_png=curve_png,
             retrieval=retrieval,
+            heldout=heldout,
+            sizing=sizing,
+            run_cfg=run_cfg,
         )
         reuse_step.record(handle, outcome, key)
     return outcome
+
+
+def _measure_heldout(
+    handle: runs.RunHandle,
+    model: CalliperModel,
+    inputs: TrainingInputs,
+    run_cfg: RunConfig,
+    cells: pd.DataFrame,
+    retrieval: dict[str, float],
+    log: LogFn | None,
+) -> HeldOut:
+    """The label-free gate's measures (:mod:`.heldout`), logged as ``heldout.*`` metrics."""
+    from calliper_pipeline.steps.heldout import measure_against_champion
+
+    def score(m: CalliperModel) -> dict[str, float]:
+        return retrieval if m is model else validation_retrieval(m, inputs, cells, run_cfg.train)
+
+    heldout = measure_against_champion(
+        model, inputs, run_cfg.train, score, handle.tracking, handle.city
+    )
+    numbers = {k: getattr(heldout, k) for k in ("val_loss", "recall_at_1pct",
+               "incumbent_val_loss", "incumbent_recall_at_1pct")}  # fmt: skip
+    runs.log_metrics(handle, {f"heldout.{k}": v for k, v in numbers.items() if v is not None})
+    if log is not None:
+        h = heldout
+        line = f"held-out POIs: val loss {h.val_loss:.4f}, recall@1% {h.recall_at_1pct:.3f}"
+        if h.incumbent_val_loss is not None:
+            line += (
+                f"; champion v{h.incumbent_version}: val loss {h.incumbent_val_loss:.4f}, "
+                f"recall@1% {h.incumbent_recall_at_1pct:.3f}"
+            )
+        elif heldout.note:
+            line += f"; champion v{heldout.incumbent_version} not measured: {heldout.note}"
+        log(line)
+    return heldout

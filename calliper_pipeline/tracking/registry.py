@@ -297,16 +297,29 @@ def _decide(
     return PromotionDecision(promoted, reason, score, inc_version, inc_score)
 
 
-def _record_decision(
+#: The gate :func:`promote_if_better` applies (the label-free one: :mod:`.label_free`).
+LABEL_GATE = "evaluation labels"
+
+
+def decision_description(gate: str, decision: PromotionDecision) -> str:
+    """The model version's description of a gate decision: which gate, what it decided, why."""
+    verdict = f"promoted to '{CHAMPION_ALIAS}'" if decision.promoted else "not promoted"
+    return f"Champion gate: {gate}. {verdict[0].upper()}{verdict[1:]}: {decision.reason}."
+
+
+def record_decision(
     client: MlflowClient,
     name: str,
     version: str,
     run_id: str | None,
     metric: str,
     decision: PromotionDecision,
+    gate: str = LABEL_GATE,
 ) -> None:
-    """Write the decision as version tags and on the version's run."""
+    """Write the decision as version tags, on the version's run, and as the version's
+    description (:func:`decision_description`)."""
     decision_tags = {
+        "promotion.gate": gate,
         "promotion.decision": "promoted" if decision.promoted else "rejected",
         "promotion.reason": _tag_value(decision.reason),
         "promotion.metric": metric,
@@ -321,6 +334,7 @@ def _record_decision(
         run_tags = {**decision_tags, "promotion.version": version}
         items = [RunTag(k, v) for k, v in run_tags.items()]
         client.log_batch(run_id, tags=items, synchronous=True)
+    client.update_model_version(name, version, description=decision_description(gate, decision))
 
 
 def promote_if_better(
@@ -343,7 +357,9 @@ def promote_if_better(
     if that is intended). The decision is written as version tags ``score.<metric>``,
     ``promotion.decision`` (promoted/rejected), ``promotion.reason``, ``promotion.metric``,
     ``promotion.candidate_score``, ``promotion.incumbent_version``,
-    ``promotion.incumbent_score`` and the same ``promotion.*`` tags on the version's run.
+    ``promotion.incumbent_score``, ``promotion.gate`` (:data:`LABEL_GATE`) and the same
+    ``promotion.*`` tags on the version's run; the version's description names the gate and
+    the reason. Cities without labels use :func:`.label_free.promote_label_free`.
     Not atomic across concurrent promotions of the same city (one pipeline run per city).
     """
     client = tracking.client()
@@ -360,7 +376,7 @@ def promote_if_better(
         tolerance,
         checks_passed,
     )
-    _record_decision(client, name, version, run_id, metric, decision)
+    record_decision(client, name, version, run_id, metric, decision)
     if decision.promoted and incumbent[0] != version:
         client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
     return decision

@@ -120,17 +120,16 @@ def _check_coordinate_columns(input_path: Path, schema: pa.Schema) -> None:
 
 
 def _output_schema(input_path: Path, schema: pa.Schema, embed_dim: int) -> pa.Schema:
-    """Passthrough columns (all but lon/lat) then float32 ``e000``..."""
-    passthrough = [c for c in schema.names if c not in (LON, LAT)]
+    """Every input column in its order (``lon``/``lat`` as float64 degrees), then float32
+    ``e000``..."""
     emb_names = embedding_columns(embed_dim)
-    clash = set(passthrough) & set(emb_names)
+    clash = set(schema.names) & set(emb_names)
     if clash:
         raise ModelInputError(
             f"{input_path}: columns clash with the embedding columns: {sorted(clash)[:5]}"
         )
-    return pa.schema(
-        [schema.field(c) for c in passthrough] + [pa.field(c, pa.float32()) for c in emb_names]
-    )
+    kept = [pa.field(c, pa.float64()) if c in (LON, LAT) else schema.field(c) for c in schema.names]
+    return pa.schema(kept + [pa.field(c, pa.float32()) for c in emb_names])
 
 
 def _embed_table(
@@ -138,11 +137,14 @@ def _embed_table(
 ) -> pa.Table:
     """One chunk -> its output rows (row labels ``start...`` name offending rows in errors)."""
     index = pd.RangeIndex(start, start + table.num_rows)
-    emb = predict_embeddings(pyfunc, _coords(table, index), allow_outside)
+    coords = _coords(table, index)
+    emb = predict_embeddings(pyfunc, coords, allow_outside)
     arrays = []
     for out_field in out_schema:
         if out_field.name in emb.columns:
             arrays.append(pa.array(emb[out_field.name].to_numpy(np.float32)))
+        elif out_field.name in (LON, LAT):
+            arrays.append(pa.array(coords[out_field.name].to_numpy(np.float64)))
         else:
             arrays.append(table.column(out_field.name).cast(out_field.type))
     return pa.Table.from_arrays(arrays, schema=out_schema)
@@ -159,11 +161,12 @@ def embed_file(
 ) -> int:
     """Embed every point of a CSV/Parquet file into a Parquet file; returns the row count.
 
-    Input columns ``lon``, ``lat`` (WGS84 degrees) plus any others, copied through unchanged
-    (Parquet) or as strings (CSV) in front of the float32 embedding columns ``e000``...; row
-    order is kept; ``lon``/``lat`` are not repeated in the output. ``model_uri`` is a
-    ``models:/`` or ``runs:/`` URI (then ``tracking`` is required: the tracking URI is passed
-    explicitly, never read from the environment) or a local pyfunc directory. Output is written
+    Input columns ``lon``, ``lat`` (WGS84 degrees) plus any others: every input column is
+    kept, in its order, in front of the float32 embedding columns ``e000``... (``lon``/``lat``
+    as float64, the others unchanged (Parquet) or as strings (CSV)); row order is kept.
+    ``model_uri`` is a ``models:/`` or ``runs:/`` URI (then ``tracking`` is required: the
+    tracking URI is passed explicitly, never read from the environment) or a local pyfunc
+    directory. Output is written
     to ``<output>.tmp`` and renamed, so a failure (e.g. points outside the city: a
     ``ModelInputError`` naming 0-based row numbers) leaves no partial file.
     """

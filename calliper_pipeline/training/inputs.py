@@ -155,7 +155,7 @@ def training_inputs(
     if obj.background_fraction > 0:
         n_bg = round(obj.background_fraction * len(pois))
         bg_xy = sample_background(city_boundary_m(city, data_root, epsg), n_bg, obj.background_seed)
-    coords = _prepare(spec, pois, bg_xy)
+    coords = prepare_points(spec, pois, bg_xy)
     empty = row_of.get(obj.empty_text, -1)
     own_all = np.concatenate([own, np.full(len(bg_xy), empty, np.int64)])
     heads = _heads(obj, poi_xy, own, own_all, table, bg_xy, empty, cache_dir)
@@ -185,7 +185,7 @@ def _heads(
     return heads
 
 
-def _prepare(spec: ModelSpec, pois: pd.DataFrame, bg_xy: np.ndarray) -> np.ndarray:
+def prepare_points(spec: ModelSpec, pois: pd.DataFrame, bg_xy: np.ndarray) -> np.ndarray:
     """(N, 2) float32 encoder input of the POIs then the background points."""
     x = np.concatenate([pois[COL_X].to_numpy(np.float64), bg_xy[:, 0]])
     y = np.concatenate([pois[COL_Y].to_numpy(np.float64), bg_xy[:, 1]])

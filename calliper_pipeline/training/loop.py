@@ -66,7 +66,7 @@ logger = logging.getLogger(__name__)
 THREADS_RECHECK_EPOCHS = 20  # with num_threads=None, time 1 vs all threads again this often
 THREADS_RECHECK_SLOWDOWN = 1.5  # ... or as soon as an epoch is this much slower than the fastest
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["TrainResult", "train", "validation_loss"]
 
 
 @dataclass
@@ -111,6 +111,28 @@ def _evaluate(model: CalliperModel, data: Batches, idx: Tensor, cfg: TrainConfig
             total += data.loss(model, b).detach()
     model.train()
     return float(total) / max(len(batches), 1)
+
+
+def validation_loss(
+    model: CalliperModel,
+    coords: np.ndarray,
+    text_index: np.ndarray,
+    text_table: np.ndarray,
+    cfg: TrainConfig,
+    heads: Sequence[HeadTargets] | None = None,
+    multi_positive: bool = False,
+) -> float:
+    """The mean InfoNCE loss (eval mode) of ``model`` on the validation split that
+    :func:`train` draws with ``cfg`` (``val_fraction``, ``seed``) from these inputs: the
+    quantity training minimises and picks its best epoch by. ``coords`` must be prepared for
+    ``model.spec`` (:func:`model.calliper.prepare_coords`); ``heads`` as for :func:`train`."""
+    _check_inputs(model.spec, len(coords), heads, cfg.device)
+    model = model.to(cfg.device)
+    data = _make_data(model, coords, text_index, text_table, cfg, heads, multi_positive)
+    _, val_idx = split_indices(len(coords), cfg.val_fraction, cfg.seed)
+    loss = _evaluate(model, data, torch.from_numpy(val_idx).to(cfg.device), cfg)
+    model.eval()
+    return loss
 
 
 def _train_epoch(

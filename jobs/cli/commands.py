@@ -131,8 +131,10 @@ def train(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -
     out = training.train_and_register(
         inputs, city, s.data_root, cfg, tracking_config(args, s),
         s.home / "runs" / city.key / "cli", dagster_run_id=None,
-        code_version=code_version(REPO_ROOT), log=logger.info, **checkpoints,  # type: ignore[arg-type]
+        code_version=code_version(REPO_ROOT), log=logger.info,
+        explicit=set(training_overrides(args)), **checkpoints,  # type: ignore[arg-type]
     )  # fmt: skip
+    print(f"{city.key}: {out.sizing}")
     print(
         f"{city.key}: best epoch {out.best_epoch}, val loss {out.best_val_loss:.4f}, "
         f"{out.seconds_per_epoch:.2f} s/epoch -> {out.version.model_uri} (alias candidate)"
@@ -238,13 +240,19 @@ def embed(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -
     return 0
 
 
-def retrieve(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> int:
+def retrieve(args: argparse.Namespace, s: Settings, city: CitySpec | None, command: str) -> int:
+    """Score the cells of the model's own city (``--city`` overrides) against the query."""
     from calliper_pipeline.cities.cells import load_cells, load_map_layers
+    from calliper_pipeline.cities.spec import get_city
     from calliper_pipeline.evaluation.retrieval import retrieve_to_files
     from calliper_pipeline.steps.assess import load_registered_model
 
     model = load_registered_model(tracking_config(args, s, read_only=True), args.model)
     spec = model.spec
+    if city is None:
+        if not spec.city:
+            raise ConfigError(f"{args.model} does not name its city: pass --city")
+        city = get_city(spec.city, load_city_registry(s.city_files))
     name = "hashing" if spec.text_encoder_id.startswith("hashing") else "minilm"
     cells = load_cells(city, s.data_root, spec.metric_epsg)
     layers = load_map_layers(city, s.data_root, spec.metric_epsg)

@@ -31,11 +31,14 @@ from jobs.cli import commands
 logger = logging.getLogger("calliper")
 
 
-def _common(p: argparse.ArgumentParser, city: str | None = "london") -> None:
+def _common(
+    p: argparse.ArgumentParser,
+    city_default: str | None = "london",
+    unset: str = "the model's own city",
+) -> None:
+    default = city_default or unset
     p.add_argument(
-        "--city",
-        default=city,
-        help=f"city key from the registry (default: {city or 'every city'})",
+        "--city", default=city_default, help=f"city key from the registry (default: {default})"
     )
     p.add_argument("--data-root", type=Path, help="data folder (env CALLIPER_DATA_ROOT)")
     p.add_argument(
@@ -199,7 +202,12 @@ def _serving_parsers(sub: Any) -> None:
     _tracking(p)
     p.add_argument("--model", required=True, help="e.g. models:/calliper_london@champion")
     p.add_argument("--input", type=Path, required=True, help="CSV/Parquet with lon, lat (degrees)")
-    p.add_argument("--output", type=Path, required=True, help="Parquet: input columns + e000..")
+    p.add_argument(
+        "--output",
+        type=Path,
+        required=True,
+        help="Parquet: every input column (lon/lat included) + e000..",
+    )
     p.add_argument("--batch-size", type=int, default=50_000, help="points per chunk")
     p.add_argument(
         "--allow-outside",
@@ -209,7 +217,7 @@ def _serving_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "retrieve", help="score every grid cell of the city against a text query (heatmap + CSV)"
     )
-    _common(p)
+    _common(p, city_default=None)  # the model's own city (its spec names it)
     _tracking(p)
     p.add_argument("query", help='e.g. "a place of pubs and bars, a type of eating and drinking"')
     p.add_argument("--model", required=True, help="e.g. models:/calliper_london@champion")
@@ -223,7 +231,7 @@ def _registry_parsers(sub: Any) -> None:
         "models",
         help="registered models: versions, aliases, metrics and the exact URIs to load them",
     )
-    _common(p, city=None)
+    _common(p, city_default=None, unset="every city")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _tracking(p)
     p = sub.add_parser(
@@ -263,7 +271,7 @@ def settings_from(args: argparse.Namespace) -> settings_mod.Settings:
 
 
 def city_from(args: argparse.Namespace, s: settings_mod.Settings) -> CitySpec | None:
-    """The ``--city``'s spec (None where a command's ``--city`` is optional and unset)."""
+    """The ``--city`` (None where the command's default is the model's own city: retrieve)."""
     if args.city is None:
         return None
     return get_city(args.city, load_city_registry(s.city_files))

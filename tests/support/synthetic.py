@@ -3,7 +3,8 @@
 :func:`make_synthetic_city` writes, under ``root``:
 
 - ``pois.<ext>``: a POI snapshot with columns ``poi_id, name, category, group, lon, lat,
-  is_duplicate`` (GeoJSON / GeoParquet carry lon/lat as point geometry instead). POIs are
+  is_duplicate`` (GeoJSON / GeoParquet carry lon/lat as point geometry instead; JSON lines
+  has one object per row, missing values as null). POIs are
   planted around :data:`CLUSTERS` (each with its own dominant categories) centred on
   lon 10.0, lat 50.0, so the city's automatic metric CRS is UTM zone 32N (EPSG:32632); a tenth
   are scattered uniformly as background. About half have names; ``"post box"`` POIs have no
@@ -55,7 +56,7 @@ POI_HALF_EXTENT_M: Final = 7_500.0  # POIs and evaluation points lie within +-th
 BACKGROUND_SHARE: Final = 0.1  # POIs scattered uniformly instead of planted in a cluster
 DOMINANT_SHARE: Final = 0.85  # a cluster's POIs drawn from its own categories
 NAMED_SHARE: Final = 0.5
-SNAPSHOT_FORMATS: Final = ("csv", "csv.gz", "geojson", "parquet", "geoparquet")
+SNAPSHOT_FORMATS: Final = ("csv", "csv.gz", "geojson", "parquet", "geoparquet", "jsonl", "jsonl.gz")
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,8 @@ def _write_snapshot(df: pd.DataFrame, root: Path, fmt: str) -> Path:
         df.to_csv(path, index=False)
     elif fmt == "parquet":
         df.to_parquet(path, index=False)
+    elif fmt in ("jsonl", "jsonl.gz"):  # one object per line; missing values are null
+        df.to_json(path, orient="records", lines=True, force_ascii=False)
     else:
         has_xy = df["lon"].notna() & df["lat"].notna()
         geometry = gpd.points_from_xy(df["lon"], df["lat"])
@@ -356,7 +359,7 @@ def make_synthetic_city(
                 lon="lon",
                 lat="lat",
             ),
-            format="csv" if fmt == "csv.gz" else fmt,
+            format=fmt.removesuffix(".gz"),
             filters={"is_duplicate": False},
         ),
         bounds_wgs84=bounds_wgs84(),

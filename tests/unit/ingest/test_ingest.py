@@ -17,6 +17,7 @@ from calliper_pipeline.constants import POI_COLUMNS
 from calliper_pipeline.errors import ConfigError, EmptySnapshotError, SnapshotFormatError
 from calliper_pipeline.hashing import file_hash, text_hash
 from calliper_pipeline.ingest.filters import apply_filters
+from calliper_pipeline.ingest.ids import stable_id
 from calliper_pipeline.ingest.ingest import ingest_city
 from calliper_pipeline.ingest.readers import read_snapshot
 from calliper_pipeline.ingest.report import IngestReport
@@ -218,11 +219,14 @@ def test_unparseable_text_coordinates_in_a_frame_are_quarantined(tmp_path):
     assert result.quarantine["field"].tolist() == ["lon"]
 
 
-def test_row_number_is_the_id_when_no_id_column(tmp_path):
+def test_derived_id_when_no_id_column(tmp_path):
     (tmp_path / "p.csv").write_text("cat,lon,lat\ncafe,-0.1,51.5\nbar,-0.2,51.4\n")
     city = _london_like(ColumnMap(category="cat", lon="lon", lat="lat"))
     result = _normalise(city.with_snapshot_path("p.csv"), tmp_path)
-    assert result.pois["poi_id"].tolist() == ["1", "2"]
+    assert result.pois["poi_id"].tolist() == [
+        stable_id("primary", None, "cafe", -0.1, 51.5),
+        stable_id("primary", None, "bar", -0.2, 51.4),
+    ]  # see tests/unit/ingest/test_ids.py
     assert result.pois["name"].isna().all()
 
 

@@ -168,6 +168,8 @@ def test_city_report_renders_the_machine_lines(city: City) -> None:
     assert text.startswith("## Synthetic: test")
     assert "- command: `calliper run --tiny`" in text and "train 1.5 s" in text
     assert "- training [calliper]: 2 epochs" in text
+    assert "| ours: CaLLiPer | random |" in text
+    assert "paper:" not in text  # the paper's figures are London's, not this city's
     lines = report.machine_lines
     # one training seed: the run's lines are "<city>-run[-block]-..." (the ablation's, averaged
     # over seeds, are "<city>[-block]-...")

@@ -370,8 +370,9 @@ def test_embed_file_csv_to_parquet(logged: Logged, tmp_path: Path) -> None:
     n = embed_file(uri, src, dst, batch_size=2, show_progress=False, tracking=logged.tracking)
     assert n == len(pts)
     out = pd.read_parquet(dst)
-    assert list(out.columns) == ["point_id", "name", *embedding_columns(128)]
+    assert list(out.columns) == ["point_id", "lon", "lat", "name", *embedding_columns(128)]
     assert out["point_id"].tolist() == ["000", "001", "002", "003", "004"]  # ids kept as text
+    assert out["lon"].tolist() == pts["lon"].tolist() and out["lat"].dtype == np.float64
     direct = predict_embeddings(load_champion(logged.tracking, CITY), INSIDE)
     # other batch sizes than the direct call: equal up to float32 summation order
     emb = out[embedding_columns(128)].to_numpy()
@@ -392,6 +393,7 @@ def test_embed_file_csv_to_parquet(logged: Logged, tmp_path: Path) -> None:
     )
     out2 = pd.read_parquet(dst2)
     assert n == 5 and out2["k"].tolist() == [0, 1, 2, 3, 4]
+    assert list(out2.columns[:5]) == ["lon", "lat", "point_id", "name", "k"]
     emb2 = out2[embedding_columns(128)].to_numpy()
     np.testing.assert_allclose(emb2, direct.to_numpy(), rtol=1e-5, atol=1e-6)
 
