@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +32,7 @@ from jobs.origin import LAUNCHED_BY, SCHEDULE, SENSOR, WEBSERVER
 from jobs.run_city import ensure_dagster_home, tiny_run_config
 from tests.support.graph import CHAIN_ASSETS
 from tests.support.paths import REPO_ROOT
+from tests.support.servers import free_port, stop
 from tests.support.synthetic import make_synthetic_city
 
 pytestmark = pytest.mark.slow
@@ -70,12 +69,6 @@ LOCATIONS = """
 { workspaceOrError { ... on Workspace { locationEntries { name loadStatus
   locationOrLoadError { __typename ... on PythonError { message } } } } } }
 """
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -115,18 +108,6 @@ def wait_until_loaded(server: Server) -> None:
             return
         time.sleep(1.0)
     raise TimeoutError(f"dagster dev did not load the workspace:\n{server.tail()}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group (dagster dev and its children), SIGKILL if it lingers."""
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
 
 
 @pytest.fixture

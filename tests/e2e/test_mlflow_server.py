@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -35,6 +33,7 @@ from calliper_pipeline.tracking.runs import (
 from calliper_pipeline.training.checkpoints import EpochStats
 from tests.support.models import tiny_model
 from tests.support.paths import REPO_ROOT
+from tests.support.servers import free_port, stop
 
 CITY = "srvtown"
 HEALTH_TIMEOUT_S = 120.0  # ~10 s on an idle machine; 68 s measured on 2 busy CPUs
@@ -72,12 +71,6 @@ CLIENT_SCRIPT = textwrap.dedent(
 )
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + HEALTH_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -91,20 +84,6 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
             pass
         time.sleep(0.3)
     pytest.fail(f"mlflow server not healthy after {HEALTH_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the server's whole process group (it forks workers), by its pid."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    except ProcessLookupError:
-        pass
 
 
 @pytest.mark.slow

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -32,6 +30,7 @@ from calliper_pipeline.tracking.runs import TrackingConfig, mlflow_uris
 from calliper_pipeline.tracking.serving import load_pyfunc
 from tests.support.models import register_champion
 from tests.support.paths import REPO_ROOT
+from tests.support.servers import free_port, stop
 
 CITY = "london"  # a built-in city (calliper serve resolves it); the store is a temporary one
 CHAMPION = f"models:/calliper_{CITY}@champion"
@@ -64,10 +63,6 @@ def expected(store: Store, points: pd.DataFrame, allow_outside: bool = False) ->
 # ---------------------------------------------------------------------------------------------
 # calliper serve / make serve
 # ---------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def post(url: str, body: bytes, content_type: str) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -77,20 +72,6 @@ def post(url: str, body: bytes, content_type: str) -> tuple[int, dict]:  # type:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the server's process group (uvicorn runs below mlflow), by its pid."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    except ProcessLookupError:
-        pass
 
 
 @pytest.fixture(scope="module")
