@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -31,7 +30,6 @@ if TYPE_CHECKING:  # torch and mlflow load only when a run needs them
 # `make mlflow-ui` serves the local store here: links and inline images of a local store point at it
 LOCAL_MLFLOW_UI = "http://127.0.0.1:5000"
 DUCKDB_POOL = "duckdb"  # DuckDB allows one writing process: its users share this pool (limit 1)
-_LOCK_MESSAGES = ("Could not set lock", "Conflicting lock")
 
 
 class DuckDBResource(dg.ConfigurableResource):
@@ -39,7 +37,8 @@ class DuckDBResource(dg.ConfigurableResource):
 
     DuckDB lets one process hold a file open for writing (and then no other process may read
     it): the assets that use it share the ``duckdb`` pool, and a connection that meets another
-    process's lock is retried until ``lock_timeout_s``.
+    process's lock waits for it (:func:`calliper_pipeline.store.db.connect`) until
+    ``lock_timeout_s``, then fails with a one-line ``StoreLockedError``.
     """
 
     path: str = Field(description="DuckDB file (created on first write)")
@@ -57,17 +56,8 @@ class DuckDBResource(dg.ConfigurableResource):
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         from calliper_pipeline.store.db import connect as store_connect
 
-        deadline = time.monotonic() + self.lock_timeout_s
-        delay = 0.2
-        while True:
-            try:
-                return store_connect(Path(self.path), read_only=read_only)
-            except duckdb.IOException as exc:
-                locked = any(m in str(exc) for m in _LOCK_MESSAGES)
-                if not locked or time.monotonic() > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        # the store waits for another process's lock (and says so), up to our timeout
+        return store_connect(Path(self.path), read_only=read_only, timeout_s=self.lock_timeout_s)
 
 
 @functools.cache

@@ -154,6 +154,8 @@ def check_bounds_hold_points(
     if _share_inside((b[1], b[0], b[3], b[2]), lon, lat) >= 0.5:
         raise ConfigError(
             f"{where}: bounds_wgs84 {list(bounds)} holds none of the POIs, but with lat and lon "
-            f"swapped it holds most of them: write {BOUNDS_ORDER} "
-            f"(e.g. [{b[1]:g}, {b[0]:g}, {b[3]:g}, {b[2]:g}])"
+            f"swapped it holds most of them: either the bounds are written latitude first "
+            f"(write {BOUNDS_ORDER}, e.g. [{b[1]:g}, {b[0]:g}, {b[3]:g}, {b[2]:g}]) or the "
+            "POI file's latitude and longitude are exchanged (exchange the two column names "
+            "in the source's columns of the city file)"
         )

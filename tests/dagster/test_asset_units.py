@@ -9,7 +9,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from assets.config import EvaluationConfig, PromotionConfig, TrainingConfig
@@ -18,6 +17,7 @@ from assets.metadata import MAX_INLINE_MD, fmt, numbers, preview, rounded
 from assets.resources import DuckDBResource
 from calliper_pipeline import presets
 from calliper_pipeline.config import RunConfig
+from calliper_pipeline.errors import StoreLockedError
 from jobs.run_city import build_run_config
 
 
@@ -69,7 +69,7 @@ def test_duckdb_resource_waits_for_another_process_lock(tmp_path: Path) -> None:
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
         impatient = DuckDBResource(path=str(path), lock_timeout_s=0.3)
-        with pytest.raises(duckdb.IOException), impatient.connect(read_only=True):
+        with pytest.raises(StoreLockedError), impatient.connect(read_only=True):
             pass
         start = time.monotonic()
         with DuckDBResource(path=str(path), lock_timeout_s=30).connect(read_only=True) as con:
