@@ -194,7 +194,7 @@ def run(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> 
         city.key,
         variants=tuple(args.variants.split(",")),
         preset=args.preset,
-        overrides=training_overrides(args),
+        overrides={**training_overrides(args), **({"reuse": False} if args.retrain else {})},
         tiny=args.tiny,
         results_path=args.results,
         dagster_home=args.dagster_home,

@@ -164,6 +164,11 @@ def _run_parser(sub: Any) -> None:
     )
     p.add_argument("--results", type=Path, help="write the results section to this Markdown file")
     p.add_argument("--tiny", action="store_true", help="seconds-scale smoke settings")
+    p.add_argument(
+        "--retrain", action="store_true",
+        help="train even when a registered version of the same snapshot, settings, text "
+        "encoder and commit exists (by default it is reused)",
+    )  # fmt: skip
     p.add_argument("--dagster-home", type=Path, help="instance folder (HOME/dagster)")
     p.add_argument(
         "--launched-by",

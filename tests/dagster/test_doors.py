@@ -89,10 +89,11 @@ def doors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Doors]:
         mp.setenv("CALLIPER_HOME", str(home))
         mp.setenv("CALLIPER_DATA_ROOT", str(data))
         mp.setenv("CALLIPER_CITIES", str(toml))
-        direct = materialize_city(CITY, run_config=tiny_run_config())
+        # each door trains (reuse off) so that the three models can be compared bit for bit
+        direct = materialize_city(CITY, run_config=tiny_run_config(overrides={"reuse": False}))
         # door 3: the alias, two description variants, the results file
-        third = main(["run-all", "--tiny", *paths, "--variants", "calliper,calliper_plus",
-                      "--results", str(results)])  # fmt: skip
+        third = main(["run-all", "--tiny", "--retrain", *paths, "--variants",
+                      "calliper,calliper_plus", "--results", str(results)])  # fmt: skip
         report = results.read_text(encoding="utf-8") if results.exists() else ""
         yield Doors(home, results, (first, third), direct, report)
 
