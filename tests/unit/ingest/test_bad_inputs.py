@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,28 @@ def test_cli_reads_the_encoding_and_delimiter_declared_in_the_city_file(
         rc, out, err = _cli(case, tmp_path / name, capsys)
         assert rc == 0 and "error" not in err
         assert out.startswith(f"{KEY}: {bad_inputs.N_GOOD:,} rows read, {case.valid:,} valid")
+
+
+def test_swapped_columns_in_a_city_with_a_boundary_file(tmp_path: Path) -> None:
+    """A city bounded by a boundary file (no bounds_wgs84 to blame): the per-source check
+    says the file's latitude and longitude look exchanged, and nothing is written."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    case = next(c for c in CASES if c.name == "csv_swapped_lat_lon")
+    path = case.write(tmp_path)
+    city = bad_inputs.city(path)
+    assert city.bounds_wgs84 is not None
+    outline = gpd.GeoDataFrame(geometry=[box(*city.bounds_wgs84)], crs="EPSG:4326")
+    outline.to_file(tmp_path / "boundary.geojson", driver="GeoJSON")
+    bounded = replace(city, bounds_wgs84=None, boundary_path="boundary.geojson")
+    with connect(tmp_path / "db.duckdb") as con:
+        with pytest.raises(CalliperError) as info:
+            ingest_city(con, bounded, tmp_path)
+        assert store.latest_ingest(con, KEY) is None
+    pattern = (
+        re.escape(str(path)) + r", field 'lon,lat': latitude and longitude look swapped: 1100 of "
+        r"1100 rows lie outside the city but 1100 inside with 'lon' and 'lat' exchanged; "
+        r"exchange the two column names in the source's columns of the city file"
+    )
+    assert re.fullmatch(pattern, str(info.value)), str(info.value)
