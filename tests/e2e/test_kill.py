@@ -83,3 +83,46 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path: Path, cap
     assert _val_loss(out) == expected
     leftovers = [p.name for p in (tmp_path / "b").rglob("*.tmp")]
     assert leftovers == []
+
+
+def test_killed_registration_leaves_a_complete_candidate(tmp_path: Path, capsys):
+    """SIGKILL ``calliper train`` once it logs and registers the model: ``--resume`` takes the
+    finished checkpoint (no epoch is trained again) and registers it; the version holding
+    ``candidate`` comes from a FINISHED run and embeds exactly like an uninterrupted run's."""
+    import numpy as np
+    import pandas as pd
+
+    from calliper_pipeline.tracking.runs import default_tracking
+    from calliper_pipeline.tracking.serving import load_pyfunc
+
+    root = tmp_path / "city"
+    make_synthetic_city(root, n_pois=600, seed=8, evaluation=False)
+    reference = _prepared(root, tmp_path / "a")
+    assert main([*TRAIN, *reference]) == 0
+    capsys.readouterr()
+    common = _prepared(root, tmp_path / "b")
+    proc = _cli([*TRAIN, *common])
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "logging and registering the model" in line:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    resumed = _cli([*TRAIN, *common, "--resume"])
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+    assert "epoch 1/4" not in out  # nothing trained again
+
+    points = pd.DataFrame({"lon": [10.0, 10.02, 9.97], "lat": [50.0, 50.01, 49.99]})
+    embedded = []
+    for home in (tmp_path / "a", tmp_path / "b"):
+        tracking = default_tracking(home / "mlflow")
+        client = tracking.client()
+        version = client.get_model_version_by_alias("calliper_synthetic", "candidate")
+        assert client.get_run(str(version.run_id)).info.status == "FINISHED"
+        model = load_pyfunc(tracking, "models:/calliper_synthetic@candidate")
+        embedded.append(np.asarray(model.predict(points)))
+    np.testing.assert_array_equal(embedded[0], embedded[1])
