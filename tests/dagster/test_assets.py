@@ -332,5 +332,7 @@ def test_embedded_pngs_are_small_thumbnails(chain: Chain) -> None:
         for k, v in meta.items()
         if isinstance(v, dg.MarkdownMetadataValue) and "data:image/png;base64," in v.value
     }
-    assert len(pngs) == 6  # curve, 2 result tables, cluster map, PCA map, one heatmap
+    # curve, 2 result tables, cluster map, PCA map, a heatmap for each of the city's three
+    # most common categories
+    assert len(pngs) == 8
     assert all(len(md) < 150_000 for md in pngs.values()), {k: len(v) for k, v in pngs.items()}
