@@ -200,6 +200,6 @@ def _check_inside(spec: ModelSpec, x_m: np.ndarray, y_m: np.ndarray, index: pd.I
             f"{int(outside.sum())} of {len(x_m)} points lie outside the "
             f"{spec.city or 'model'}'s bounds (EPSG:{spec.metric_epsg} {spec.bounds_m}, "
             f"+{m:.0f} m margin); first rows: {_first_labels(index, outside)}. "
-            'Pass params={"allow_outside": true} (served: the request\'s "params" field) '
-            "to embed them anyway."
+            'Pass params={"allow_outside": true} (served: the request\'s "params" field; '
+            "calliper embed: --allow-outside) to embed them anyway."
         )

@@ -334,7 +334,12 @@ def record_decision(
         run_tags = {**decision_tags, "promotion.version": version}
         items = [RunTag(k, v) for k, v in run_tags.items()]
         client.log_batch(run_id, tags=items, synchronous=True)
-    client.update_model_version(name, version, description=decision_description(gate, decision))
+    # the decision goes first; the pull recipe registered with the version stays below it
+    current = client.get_model_version(name, version).description or ""
+    if current.startswith("Champion gate:"):  # an earlier decision: replace it
+        current = current.split("\n\n", 1)[1] if "\n\n" in current else ""
+    text = decision_description(gate, decision) + (f"\n\n{current}" if current else "")
+    client.update_model_version(name, version, description=text)
 
 
 def promote_if_better(

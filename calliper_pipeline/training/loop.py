@@ -265,6 +265,8 @@ def train(
     _check_inputs(spec, len(coords), heads, cfg.device)
     if cfg.epochs < 1:
         raise ConfigError(f"epochs must be at least 1, got {cfg.epochs}")
+    if cfg.bf16 and not cfg.device.startswith("cuda"):
+        logger.warning("bf16 applies on CUDA only; training on %s in float32", cfg.device)
     mode = {True: "yes", False: "no"}.get(resume, resume) if isinstance(resume, bool) else resume
     arrays = [coords, text_index, text_table, *(h.group for h in heads or ())]
     run_fingerprint = fingerprint(spec, cfg, arrays)

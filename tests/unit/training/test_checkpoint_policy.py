@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from calliper_pipeline.config import TrainConfig
 from calliper_pipeline.errors import ConfigError
@@ -98,3 +99,11 @@ def test_differences_lists_changed_added_and_removed_fields():
         "b: 2 -> 3",
         "c: (absent) -> 4",
     ]
+
+
+def test_bf16_on_cpu_warns_and_trains_in_float32(caplog):
+    spec, _, coords, label, table = _toy(200)
+    with caplog.at_level("WARNING"):
+        result = train(spec, coords, label, table, replace(CFG, epochs=1, bf16=True))
+    assert any("bf16 applies on CUDA only" in r.getMessage() for r in caplog.records)
+    assert next(result.model.parameters()).dtype == torch.float32
