@@ -29,18 +29,19 @@ import numpy as np
 import pandas as pd
 
 from calliper_pipeline.cities.checks import check_bounds_hold_points
-from calliper_pipeline.cities.geo import city_bounds_m, project
+from calliper_pipeline.cities.geo import city_bounds_m
 from calliper_pipeline.cities.spec import CitySpec
 from calliper_pipeline.config import DescriptionConfig
-from calliper_pipeline.constants import COL_X, COL_Y, WGS84_EPSG
+from calliper_pipeline.constants import COL_X, COL_Y
 from calliper_pipeline.errors import EmptySnapshotError
 from calliper_pipeline.hashing import file_hash
 from calliper_pipeline.ingest.filters import apply_filters
 from calliper_pipeline.ingest.quality import degenerate_city_warnings
-from calliper_pipeline.ingest.readers import coordinate_columns, read_snapshot
+from calliper_pipeline.ingest.readers import read_snapshot
 from calliper_pipeline.ingest.report import IngestReport, SourceReport
 from calliper_pipeline.ingest.validate import (
     describe_pois,
+    finite_points_wgs84,
     normalise_source,
     snapshot_metric_epsg,
 )
@@ -117,14 +118,8 @@ def _check_bounds_order(city: CitySpec, raw: pd.DataFrame) -> None:
     swapped (:func:`cities.checks.check_bounds_hold_points`)."""
     if city.bounds_wgs84 is None or city.boundary_path is not None:
         return
-    cols = city.snapshot.columns
-    cx, cy = coordinate_columns(cols)
-    a = pd.to_numeric(raw[cx], errors="coerce").to_numpy(dtype=float)
-    b = pd.to_numeric(raw[cy], errors="coerce").to_numpy(dtype=float)
-    ok = np.isfinite(a) & np.isfinite(b)
-    with np.errstate(invalid="ignore"):
-        lon, lat = project(a[ok], b[ok], cols.source_epsg, WGS84_EPSG)
-    check_bounds_hold_points(city.bounds_wgs84, np.asarray(lon), np.asarray(lat), city.key)
+    lon, lat = finite_points_wgs84(raw, city.snapshot.columns)
+    check_bounds_hold_points(city.bounds_wgs84, lon, lat, city.key)
 
 
 def _merge_sources(

@@ -149,6 +149,18 @@ def _validate(
 # --------------------------------------------------------------------------- normalising
 
 
+def finite_points_wgs84(raw: pd.DataFrame, cols: ColumnMap) -> tuple[np.ndarray, np.ndarray]:
+    """WGS84 lon, lat (degrees) of the raw rows whose two coordinates are finite numbers
+    (anything else is skipped: validation reports it row by row)."""
+    cx, cy = coordinate_columns(cols)
+    a = pd.to_numeric(raw[cx], errors="coerce").to_numpy(dtype=float)
+    b = pd.to_numeric(raw[cy], errors="coerce").to_numpy(dtype=float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    with np.errstate(invalid="ignore"):
+        lon, lat = project(a[ok], b[ok], cols.source_epsg, WGS84_EPSG)
+    return np.asarray(lon), np.asarray(lat)
+
+
 def snapshot_metric_epsg(
     city: CitySpec, raw: pd.DataFrame, spec: SnapshotSpec | None = None
 ) -> int:
@@ -160,13 +172,7 @@ def snapshot_metric_epsg(
     Raises:
         EmptySnapshotError: no metric EPSG configured and nothing to locate the city by.
     """
-    cols = (spec or city.snapshot).columns
-    cx, cy = coordinate_columns(cols)
-    a = pd.to_numeric(raw[cx], errors="coerce").to_numpy(dtype=float)
-    b = pd.to_numeric(raw[cy], errors="coerce").to_numpy(dtype=float)
-    ok = np.isfinite(a) & np.isfinite(b)
-    with np.errstate(invalid="ignore"):
-        lon, lat = project(a[ok], b[ok], cols.source_epsg, WGS84_EPSG)
+    lon, lat = finite_points_wgs84(raw, (spec or city.snapshot).columns)
     try:
         return resolve_metric_epsg(city, points_wgs84=(lon, lat))
     except ConfigError as exc:

@@ -283,7 +283,6 @@ def serve(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -
     """Replace this process with MLflow's scoring server for the city's ``--alias`` version."""
     import sys
 
-    from calliper_pipeline.errors import ConfigError
     from calliper_pipeline.tracking.registry import registered_model_name, resolve_version
     from calliper_pipeline.tracking.serving import scoring_server_command
 
