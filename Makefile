@@ -10,7 +10,7 @@ FIND_LINKS := $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),)
 CITY ?= london
 PORT ?= 5001
 
-.PHONY: setup run test lint bench dagster mlflow-ui serve clean
+.PHONY: setup run test test-slow test-all lint bench dagster mlflow-ui serve clean
 
 setup: $(STAMP)
 
@@ -23,8 +23,16 @@ $(STAMP): pyproject.toml requirements.lock
 run: setup
 	$(VENV)/bin/calliper run --city $(CITY) --results docs/results.md --launched-by make-run
 
+# the fast suite (unit, asset graph, CLI units): a few minutes on 2 cores
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
+
+# end-to-end tests marked slow: real dagster dev / mlflow servers, subprocess runs of the CLI,
+# kill-and-resume, two-process DDP, the serving virtualenv
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+test-all: test test-slow
 
 lint: setup
 	$(VENV)/bin/ruff check .

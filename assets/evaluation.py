@@ -11,7 +11,16 @@ from assets.config import EvaluationConfig, PromotionConfig
 from assets.embeddings import BLOCKING_EMBEDDING_CHECKS, TEXT_EMBEDDINGS
 from assets.errors import one_line_failure
 from assets.ingestion import BLOCKING_POI_CHECKS, POIS
-from assets.metadata import PREVIEW, fmt, markdown_table, numbers, png_markdown, preview, rounded
+from assets.metadata import (
+    PREVIEW,
+    cache_metadata,
+    fmt,
+    markdown_table,
+    numbers,
+    png_markdown,
+    preview,
+    rounded,
+)
 from assets.partitions import Cities
 from assets.resources import DUCKDB_POOL, DataLocationResource, DuckDBResource, MlflowResource
 from assets.training import CALLIPER_MODEL, trained_version
@@ -65,12 +74,14 @@ def build_evaluation(cities: Cities, key: dg.AssetKey, task: str) -> dg.AssetsDe
             context.log.info(f"skipped: {reason}")
             return dg.MaterializeResult(metadata=_skipped(reason))
         version = trained_version(context, city.key)
-        out_dir = data.output_dir(city.key, "runs", context.run_id)
-        out = assessment.evaluate_registered(
+        cached = assessment.cached_evaluation(
             city, data.data_root_path, task, version, mlflow.tracking(),
-            config.probe_config(), out_dir,
+            config.probe_config(), data.output_dir(city.key, "cache"),
         )  # fmt: skip
-        assert out is not None  # has_evaluation_set was checked above
+        assert cached is not None  # has_evaluation_set was checked above
+        out = cached.outcome
+        if cached.hit:
+            context.log.info(f"{version.model_uri}: {task} cache hit {cached.key} (probes skipped)")
         with duckdb.connect() as con:
             n_rows = results.write_evaluation(
                 con, city.key, version.name, version.version, version.run_id, out.frame
@@ -83,9 +94,8 @@ def build_evaluation(cities: Cities, key: dg.AssetKey, task: str) -> dg.AssetsDe
         if version.run_id:
             path = f"evaluation/{out.table_png.name}"
             image_url = artifact_url(mlflow.tracking(), version.run_id, path)
-        return dg.MaterializeResult(
-            metadata=_evaluation_metadata(out, version, n_rows, base.frame, task, image_url)
-        )
+        metadata = _evaluation_metadata(out, version, n_rows, base.frame, task, image_url)
+        return dg.MaterializeResult(metadata=metadata | cache_metadata(cached))
 
     return _evaluation
 

@@ -88,8 +88,15 @@ def build_pois(cities: Cities) -> dg.AssetsDefinition:
 
         city = cities.spec(context.partition_key)
         with duckdb.connect() as con:
-            out = ingestion.ingest_profiled(con, city, data.data_root_path)
+            out = ingestion.ingest_profiled(
+                con, city, data.data_root_path, cache_root=data.output_dir(city.key, "cache")
+            )
         r = out.report
+        if out.reused:
+            context.log.info(
+                f"{city.key}: unchanged (cache hit {out.cache_key}): the stored rows are this "
+                "snapshot's ingest with the same city file, settings and code; not re-read"
+            )
         context.log.info(
             f"{city.key}: {r.rows_valid:,} POIs stored, {r.rows_quarantined:,} quarantined, "
             f"{r.rows_filtered_out:,} filtered out of {r.rows_read:,} rows ({r.seconds:.1f} s)"
@@ -105,7 +112,8 @@ def build_pois(cities: Cities) -> dg.AssetsDefinition:
             f"**{r.rows_valid:,} POIs** of {city.name} stored from {r.rows_read:,} rows",
             f"{r.rows_quarantined:,} quarantined · {r.rows_filtered_out:,} filtered out · "
             f"{len(out.category_mix):,} categories (most: {top})",
-            f"EPSG:{r.metric_epsg} · snapshot `{r.snapshot_hash[:12]}` · {fmt(r.seconds)} s",
+            f"EPSG:{r.metric_epsg} · snapshot `{r.snapshot_hash[:12]}` · {fmt(r.seconds)} s"
+            + (" (the stored ingest, reused)" if out.reused else ""),
         ]
         return dg.MaterializeResult(
             data_version=dg.DataVersion(r.snapshot_hash),
@@ -117,6 +125,9 @@ def build_pois(cities: Cities) -> dg.AssetsDefinition:
                 "category_mix_top": dg.MetadataValue.md(markdown_table(mix, max_rows=10)),
                 "snapshot_hash": r.snapshot_hash,
                 "snapshot_path": dg.MetadataValue.path(r.source_path),
+                "cache_hit": out.reused,
+                "cache_key": out.cache_key,
+                "cache_covers": ", ".join(out.cache_covers),
                 **numbers(
                     {
                         "rows_read": r.rows_read,

@@ -7,7 +7,7 @@ import dagster as dg
 
 from assets.config import MapsConfig
 from assets.errors import one_line_failure
-from assets.metadata import PREVIEW, markdown_table, png_markdown, preview
+from assets.metadata import PREVIEW, cache_metadata, markdown_table, png_markdown, preview
 from assets.partitions import Cities
 from assets.resources import (
     DataLocationResource,
@@ -113,26 +113,29 @@ def build_embedding_maps(cities: Cities) -> dg.AssetsDefinition:
         if queries is None:  # the city file's, else its most common categories
             with duckdb.connect(read_only=True) as con:
                 queries = assessment.city_queries(city, read_city_pois(con, city.key))
-        out = assessment.render_maps(
+        cached = assessment.cached_maps(
             city,
             data.data_root_path,
             version,
             mlflow.tracking(),
             text_encoder.encoder(),
-            data.output_dir(city.key, "runs", context.run_id, "maps"),
+            data.output_dir(city.key, "cache"),
             queries,
             k=config.k,
             seed=config.seed,
             top_k=config.top_k,
             width_px=config.width_px,
         )
-        context.log.info(f"{version.model_uri}: {len(out.figures)} files, {out.n_cells} cells")
+        out = cached.outcome
+        how = f"cache hit {cached.key} (not redrawn)" if cached.hit else "drawn"
+        context.log.info(
+            f"{version.model_uri}: {len(out.figures)} files, {out.n_cells} cells, {how}"
+        )
         cluster_url = None
         if version.run_id:
             png = out.figures["cluster_map"].name
             cluster_url = artifact_url(mlflow.tracking(), version.run_id, f"maps/{png}")
-        return dg.MaterializeResult(
-            metadata=_maps_metadata(out, version, config, queries, cluster_url, assessment.slug)
-        )
+        metadata = _maps_metadata(out, version, config, queries, cluster_url, assessment.slug)
+        return dg.MaterializeResult(metadata=metadata | cache_metadata(cached))
 
     return embedding_maps

@@ -133,3 +133,13 @@ def latest_materialization_metadata(
         return None
     meta = records[0].asset_materialization.metadata
     return {k: getattr(v, "value", v) for k, v in meta.items()}
+
+
+def cache_metadata(cached: Any) -> dict[str, Any]:
+    """Whether a step's outcome came from its cache, its key, and what the key covers (a
+    :class:`calliper_pipeline.steps.assess.Cached`)."""
+    return {
+        "cache_hit": bool(cached.hit),
+        "cache_key": str(cached.key),
+        "cache_covers": ", ".join(cached.covers),
+    }

@@ -244,3 +244,150 @@ def render_maps(
         for path in figures.values():
             runs.log_figure_png(handle, path, artifact_dir="maps")
     return MapsOutcome(figures=figures, top_cells=tops, n_cells=len(cells))
+
+
+# ------------------------------------------------------------------------------ caching
+#: The modules whose source is part of the evaluation's and the maps' cache keys.
+EVALUATION_CODE = (
+    "calliper_pipeline.evaluation",
+    "calliper_pipeline.model",
+    "calliper_pipeline.steps.assess",
+    "calliper_pipeline.maps.charts",
+)
+MAPS_CODE = (
+    "calliper_pipeline.maps",
+    "calliper_pipeline.cities",
+    "calliper_pipeline.model",
+    "calliper_pipeline.evaluation.retrieval",
+    "calliper_pipeline.steps.assess",
+)
+FRAME_FILE = "evaluation.parquet"
+
+
+@dataclass(frozen=True)
+class Cached:
+    """A step's outcome, whether it came from the cache, and its key (with what it covers)."""
+
+    outcome: Any
+    hit: bool
+    key: str
+    covers: tuple[str, ...]
+
+
+def _version_parts(version: RegisteredVersion) -> dict[str, Any]:
+    return {"model_uri": version.model_uri, "run_id": version.run_id or ""}
+
+
+def _layer_hashes(city: CitySpec, data_root: Path, rel_paths: Sequence[str | None]) -> list[str]:
+    from calliper_pipeline.hashing import layer_hash
+
+    return [layer_hash(data_root / rel) for rel in rel_paths if rel]
+
+
+def cached_evaluation(
+    city: CitySpec,
+    data_root: Path,
+    task: str,
+    version: RegisteredVersion,
+    tracking: TrackingConfig,
+    probe_cfg: ProbeConfig,
+    cache_root: Path,
+) -> Cached | None:
+    """:func:`evaluate_registered`, cached in ``cache_root/evaluation-<task>/<key>/`` on the
+    version (model URI and run), the task's evaluation file, the probe settings and the
+    evaluation code. A hit logs nothing to MLflow (the miss that made it logged to the same
+    run). None when the city has no set for the task."""
+    from dataclasses import asdict
+
+    from calliper_pipeline.hashing import code_fingerprint
+    from calliper_pipeline.steps import cache
+
+    if not has_evaluation_set(city, task) or city.evaluation is None:
+        return None
+    ev = city.evaluation
+    rel = ev.landuse_path if task == "luc" else ev.socioeconomic_path
+    parts = {
+        **_version_parts(version),
+        "task": task,
+        "evaluation_file": _layer_hashes(city, data_root, [rel]),
+        "probe": asdict(probe_cfg),
+        "code": code_fingerprint(*EVALUATION_CODE),
+    }
+
+    def make(folder: Path) -> dict[str, Any]:
+        out = evaluate_registered(city, data_root, task, version, tracking, probe_cfg, folder)
+        assert out is not None  # has_evaluation_set was checked above
+        out.frame.to_parquet(folder / FRAME_FILE, index=False)
+        return {
+            "files": [FRAME_FILE, out.table_png.name],
+            "metrics": out.metrics,
+            "n_points": out.n_points,
+            "split_sizes": list(out.split_sizes),
+            "seconds": out.seconds,
+        }
+
+    entry = cache.build(cache_root, f"evaluation-{task}", parts, make)
+    p = entry.payload
+    outcome = EvaluationOutcome(
+        task=task,
+        frame=pd.read_parquet(entry.path(FRAME_FILE)),
+        metrics={k: float(v) for k, v in p["metrics"].items()},
+        n_points=int(p["n_points"]),
+        split_sizes=tuple(int(n) for n in p["split_sizes"]),  # type: ignore[arg-type]
+        seconds=float(p["seconds"]),
+        table_png=entry.path(p["files"][1]),
+    )
+    return Cached(outcome, entry.hit, entry.key, entry.covers)
+
+
+def cached_maps(
+    city: CitySpec,
+    data_root: Path,
+    version: RegisteredVersion,
+    tracking: TrackingConfig,
+    text_encoder: Any,
+    cache_root: Path,
+    queries: Sequence[str],
+    **options: Any,
+) -> Cached:
+    """:func:`render_maps`, cached in ``cache_root/maps/<key>/`` on the version, the queries,
+    the drawing ``options`` (k, seed, top_k, width_px), the text encoder, the city file, its
+    snapshot and map layers, and the drawing code. A hit logs nothing to MLflow."""
+    from dataclasses import asdict
+
+    from calliper_pipeline.hashing import code_fingerprint
+    from calliper_pipeline.ingest.ingest import snapshot_hash
+    from calliper_pipeline.steps import cache
+
+    ev = city.evaluation
+    layers = [city.boundary_path, ev.hex_grid_path if ev else None, ev.overlay_path if ev else None]
+    parts = {
+        **_version_parts(version),
+        "queries": list(queries),
+        "options": dict(options),
+        "text_encoder": str(getattr(text_encoder, "encoder_id", type(text_encoder).__name__)),
+        "city": asdict(city),
+        "snapshot": snapshot_hash(city, data_root),
+        "layers": _layer_hashes(city, data_root, layers),
+        "code": code_fingerprint(*MAPS_CODE),
+    }
+
+    def make(folder: Path) -> dict[str, Any]:
+        out = render_maps(
+            city, data_root, version, tracking, text_encoder, folder, queries, **options
+        )
+        return {
+            "files": sorted(p.name for p in out.figures.values()),
+            "figures": {name: p.name for name, p in out.figures.items()},
+            "n_cells": out.n_cells,
+        }
+
+    entry = cache.build(cache_root, "maps", parts, make)
+    figures = {name: entry.path(file) for name, file in entry.payload["figures"].items()}
+    tops = {}
+    for query in queries:
+        csv = figures.get(f"retrieval_{slug(query)}_csv")
+        if csv is not None:
+            tops[query] = pd.read_csv(csv).drop(columns="query", errors="ignore")
+    outcome = MapsOutcome(figures=figures, top_cells=tops, n_cells=int(entry.payload["n_cells"]))
+    return Cached(outcome, entry.hit, entry.key, entry.covers)

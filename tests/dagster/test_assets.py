@@ -336,3 +336,47 @@ def test_embedded_pngs_are_small_thumbnails(chain: Chain) -> None:
     # most common categories
     assert len(pngs) == 8
     assert all(len(md) < 150_000 for md in pngs.values()), {k: len(v) for k, v in pngs.items()}
+
+
+def _materialise(chain: Chain, names: list[str], **evaluation: Any) -> dg.ExecuteInProcessResult:
+    """Materialise ``names`` again for the synthetic city with the tiny settings (probe
+    settings changed by ``evaluation``)."""
+    ops = tiny_run_config()["ops"]
+    config = {"ops": {n: ops[n] for n in names if n in ops}}
+    for name in names:
+        if evaluation and "evaluation" in name:
+            config["ops"][name]["config"] = {**config["ops"][name]["config"], **evaluation}
+    result = dg.materialize(
+        chain.all_defs(), partition_key=CITY, resources=chain.resources, instance=chain.instance,
+        selection=[dg.AssetKey(n) for n in names], run_config=config,
+    )  # fmt: skip
+    assert result.success
+    return result
+
+
+def test_evaluations_and_maps_are_cached_on_their_inputs(chain: Chain) -> None:
+    """Same version, evaluation file and probe settings: the probes are skipped; the snapshot
+    changed after the first run, so the maps (keyed on it) are redrawn once, then reused; other
+    probe seeds are a miss. (Runs last: it materialises the graph again.)"""
+    luc, maps = "land_use_evaluation", "embedding_maps"
+    first_luc, first_maps = chain.metadata(luc), chain.metadata(maps)
+    assert first_luc["cache_hit"] is False and first_maps["cache_hit"] is False
+    assert "probe" in first_luc["cache_covers"] and "snapshot" in first_maps["cache_covers"]
+
+    again = _materialise(chain, [luc, maps])
+    again_luc, again_maps = chain.metadata(luc, again), chain.metadata(maps, again)
+    assert again_luc["cache_hit"] is True and again_luc["cache_key"] == first_luc["cache_key"]
+    assert again_luc["luc_mlp_f1"] == first_luc["luc_mlp_f1"]
+    assert again_luc["results_table"] == first_luc["results_table"]
+    assert again_maps["cache_hit"] is False  # change_one_poi gave a new snapshot hash
+    assert again_maps["cache_key"] != first_maps["cache_key"]
+
+    third = chain.metadata(maps, _materialise(chain, [maps]))
+    assert third["cache_hit"] is True and third["cache_key"] == again_maps["cache_key"]
+    assert third["cluster_map"] == again_maps["cluster_map"]
+    tops = sorted(k for k in third if k.startswith("top_cells/"))
+    assert len(tops) == 3 and [third[k] for k in tops] == [again_maps[k] for k in tops]
+    assert (Path(third["folder"]) / "cluster_map.png").is_file()
+
+    other = chain.metadata(luc, _materialise(chain, [luc], seeds=[7]))
+    assert other["cache_hit"] is False and other["cache_key"] != first_luc["cache_key"]

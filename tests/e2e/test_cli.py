@@ -42,6 +42,7 @@ def test_help_names_units():
     assert "metres" in train_help and "--device" in train_help
 
 
+@pytest.mark.slow  # ingest, embed, train, evaluate through the CLI: ~25 s on 2 cores
 def test_cli_chain(city_dir: Path, tmp_path: Path, capsys):
     args = _common(city_dir, tmp_path)
     assert main(["ingest", *args]) == 0

@@ -55,6 +55,7 @@ def _worker(rank: int, world: int, init: str, name: str, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two torchrun-style processes per case: ~40 s each on 2 cores
 @pytest.mark.parametrize("name", ["multi-head", "single-head"])
 def test_two_gloo_processes_equal_one(tmp_path: Path, name: str):
     out = tmp_path / "rank0.pt"
