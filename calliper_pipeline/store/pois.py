@@ -187,9 +187,9 @@ def latest_ingest(con: duckdb.DuckDBPyConnection, city_key: str) -> dict[str, An
     if not rows:
         return None
     out = dict(zip([d[0] for d in cur.description], rows[0], strict=True))
-    for key in _LOG_JSON_FIELDS:
+    for key in _LOG_JSON_FIELDS:  # absent in a store no newer ingest has migrated yet
         empty: Any = [] if key == "warnings" else {}
-        out[key] = json.loads(out[key]) if out[key] is not None else empty
+        out[key] = json.loads(out[key]) if out.get(key) is not None else empty
     return out
 
 

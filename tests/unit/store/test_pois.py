@@ -202,3 +202,22 @@ def test_read_only_connection_reads(tmp_path, normalised):
     ro = connect(path, read_only=True)
     assert len(store.read_city_pois(ro, "synthetic")) == N_POIS
     ro.close()
+
+
+def test_latest_ingest_reads_a_log_older_than_its_newer_columns(tmp_path) -> None:
+    """A store written before ``cleaned_by`` and ``warnings`` existed (no ingest has added them
+    yet) still reads: the missing maps are empty."""
+    import datetime as dt
+
+    from calliper_pipeline.store import schema
+
+    with connect(tmp_path / "old.duckdb") as con:
+        con.execute(schema._INGEST_LOG_DDL)  # the first release's columns (+ two added early)
+        con.execute(
+            "INSERT INTO ingest_log VALUES (3, 'old', 'abc', 'p.csv', 27700, 5, 1, 4, 0, "
+            "'{\"in_city\": 1}', '{}', 0.5, ?, 0, '{}')",
+            [dt.datetime(2026, 1, 1)],
+        )
+        row = store.latest_ingest(con, "old")
+    assert row is not None and row["ingest_id"] == 3 and row["filtered_by"] == {"in_city": 1}
+    assert row["cleaned_by"] == {} and row["warnings"] == []
