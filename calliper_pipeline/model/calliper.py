@@ -174,7 +174,9 @@ class CalliperModel(nn.Module):
         if location_features.shape[1] != self.embed_dim:
             location_features = location_features[:, self.head_slice(head)]
         loc = F.normalize(location_features, dim=-1)
-        return self.head_scale(head).exp() * text_features @ loc.t()
+        # the scale multiplies the (T, embed_dim) side, not the (T, B) product: one pass over
+        # the small matrix instead of two (forward and backward) over the large one
+        return (self.head_scale(head).exp() * text_features) @ loc.t()
 
     def forward(self, coords: Tensor, text_embeddings: Tensor, head: int = 0) -> Tensor:
         """logits_per_text (B, B) of head ``head`` for a batch of (coordinate, text) pairs."""
