@@ -34,7 +34,7 @@ SNAPSHOT_FORMAT_ALIASES = {"csv.gz": "csv", "pq": "parquet", "ndjson": "jsonl", 
 #: (:mod:`calliper_pipeline.ingest.osm`); their column map is fixed, ``[snapshot.osm]`` tunes it.
 OSM_FORMATS = ("osm", "osm-geojson", "osm-geoparquet")
 #: File names read as ``format = "osm"`` when the city file names no format.
-OSM_SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz", ".osc", ".o5m")
+OSM_SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz", ".o5m")
 #: Keys of a source's ``[snapshot.osm]`` table (see ``calliper_pipeline/ingest/osm_tags.toml``).
 OSM_TABLE_KEYS = ("keys", "exclude", "categories", "groups")
 _OSM_ENTRY = re.compile(r"[^=\s]+(=[^=]+)?")
