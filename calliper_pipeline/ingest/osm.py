@@ -72,6 +72,7 @@ _ID_LONG = re.compile(r"(node|way|relation)/(\d+)")
 _ID_SHORT = re.compile(r"([nwr])(\d+)")
 _TYPES = {"n": "node", "w": "way", "r": "relation"}
 _HSTORE = re.compile(r'"((?:[^"\\]|\\.)*)"\s*=>\s*"((?:[^"\\]|\\.)*)"')
+_UNESCAPE = re.compile(r"\\(.)")
 
 
 @dataclass(frozen=True)
@@ -185,9 +186,7 @@ def read_pbf_objects(path: Path, mapping: OsmMapping) -> list[OsmObject]:
 
 
 def _present(value: Any) -> bool:
-    if value is None:
-        return False
-    return not (isinstance(value, float) and math.isnan(value))
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def parse_osm_id(value: Any) -> str | None:
@@ -205,8 +204,7 @@ def parse_osm_id(value: Any) -> str | None:
 def _number(value: Any) -> str | None:
     if not _present(value):
         return None
-    text = str(value).strip()
-    text = text[:-2] if text.endswith(".0") else text  # 123.0 from a float column
+    text = str(value).strip().removesuffix(".0")  # 123.0 from a float column
     return text if text.isdigit() else None
 
 
@@ -245,16 +243,14 @@ def _tag_map(value: Any) -> dict[str, Any]:
 def parse_hstore(text: str) -> dict[str, str]:
     """GDAL's ``other_tags`` (``"a"=>"b","c"=>"d"``) as a dict (``\\"`` / ``\\\\`` unescaped)."""
 
-    def unescape(s: str) -> str:
-        return re.sub(r"\\(.)", r"\1", s)
-
-    return {unescape(k): unescape(v) for k, v in _HSTORE.findall(text)}
+    pairs = _HSTORE.findall(text)
+    return {_UNESCAPE.sub(r"\1", k): _UNESCAPE.sub(r"\1", v) for k, v in pairs}
 
 
 def feature_tags(props: Mapping[str, Any]) -> dict[str, str]:
     """The OSM tags of an exported feature's properties (see the module docstring)."""
     nested = props.get("tags")
-    if _present(nested) and not isinstance(nested, float):
+    if _present(nested):
         tags = _tag_map(nested)
         if tags or isinstance(nested, Mapping):
             return {str(k): str(v) for k, v in tags.items() if _present(v)}
