@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -20,8 +21,23 @@ from calliper_pipeline.errors import ConfigError
 #: ``format`` values a city file may name (None / absent: from the file's suffix).
 #: Canonical names first; ``csv.gz``, ``pq`` and ``ndjson`` are aliases. Gzip-compressed CSV
 #: and JSON lines are recognised by their ``.gz`` suffix whatever the format says.
-SNAPSHOT_FORMAT_NAMES = ("csv", "geojson", "parquet", "geoparquet", "jsonl")
+SNAPSHOT_FORMAT_NAMES = (
+    "csv",
+    "geojson",
+    "parquet",
+    "geoparquet",
+    "jsonl",
+    *("osm", "osm-geojson", "osm-geoparquet"),
+)
 SNAPSHOT_FORMAT_ALIASES = {"csv.gz": "csv", "pq": "parquet", "ndjson": "jsonl", "jsonl.gz": "jsonl"}
+#: Formats read as OpenStreetMap data: tags mapped to category and group
+#: (:mod:`calliper_pipeline.ingest.osm`); their column map is fixed, ``[snapshot.osm]`` tunes it.
+OSM_FORMATS = ("osm", "osm-geojson", "osm-geoparquet")
+#: File names read as ``format = "osm"`` when the city file names no format.
+OSM_SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz", ".o5m")
+#: Keys of a source's ``[snapshot.osm]`` table (see ``calliper_pipeline/ingest/osm_tags.toml``).
+OSM_TABLE_KEYS = ("keys", "exclude", "categories", "groups")
+_OSM_ENTRY = re.compile(r"[^=\s]+(=[^=]+)?")
 
 BOUNDS_ORDER = "[min_lon, min_lat, max_lon, max_lat]"
 
@@ -159,3 +175,63 @@ def check_bounds_hold_points(
             "POI file's latitude and longitude are exchanged (exchange the two column names "
             "in the source's columns of the city file)"
         )
+
+
+def osm_format_of(path: str, fmt: str | None) -> str | None:
+    """``fmt``, or ``"osm"`` when none is named and ``path`` ends in an OSM suffix."""
+    if fmt is None and path.lower().endswith(OSM_SUFFIXES):
+        return "osm"
+    return fmt
+
+
+def _osm_entries(value: Any, where: str, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and _OSM_ENTRY.fullmatch(v) for v in value
+    ):
+        raise ConfigError(
+            f'{where}: expected a list of {what} ("amenity" or "amenity=pub"), got {value!r}'
+        )
+    return list(value)
+
+
+def check_osm(table: Any, fmt: str | None, where: str) -> dict[str, Any]:
+    """A source's ``[snapshot.osm]`` table, checked (field paths in the messages).
+
+    ``keys`` and ``exclude``: lists of ``key`` or ``key=value`` entries; ``categories``: a
+    table of ``"key=value" = [category, group]``; ``groups``: a table of ``key`` or
+    ``"key=value"`` = group. Only for the OSM formats (:data:`OSM_FORMATS`).
+    """
+    osm = dict(check_keys(table, OSM_TABLE_KEYS, where))
+    if fmt not in OSM_FORMATS:
+        raise ConfigError(
+            f"{where}: only for OpenStreetMap sources (format = one of {', '.join(OSM_FORMATS)}), "
+            f"but the format is {fmt!r}"
+        )
+    if "keys" in osm:
+        osm["keys"] = _osm_entries(osm["keys"], f"{where}.keys", "keys or key=value tags")
+        if not osm["keys"]:
+            raise ConfigError(f"{where}.keys: needs at least one key")
+    if "exclude" in osm:
+        osm["exclude"] = _osm_entries(osm["exclude"], f"{where}.exclude", "keys or tags")
+    for name in ("categories", "groups"):
+        if name in osm and not isinstance(osm[name], Mapping):
+            raise ConfigError(f"{where}.{name}: expected a table, got {osm[name]!r}")
+    for tag, pair in osm.get("categories", {}).items():
+        if "=" not in tag or not _OSM_ENTRY.fullmatch(tag):
+            raise ConfigError(f'{where}.categories."{tag}": the key must be a key=value tag')
+        if not (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and all(isinstance(v, str) and v.strip() for v in pair)
+        ):
+            raise ConfigError(
+                f'{where}.categories."{tag}": expected [category, group] (two texts), got {pair!r}'
+            )
+    for tag, group in osm.get("groups", {}).items():
+        if not _OSM_ENTRY.fullmatch(tag):
+            raise ConfigError(f'{where}.groups."{tag}": the key must be a key or key=value tag')
+        if not isinstance(group, str) or not group.strip():
+            raise ConfigError(
+                f'{where}.groups."{tag}": expected a group name (text), got {group!r}'
+            )
+    return osm

@@ -25,11 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from calliper_pipeline.cities.checks import (
+    OSM_FORMATS,
     check_bounds,
     check_columns,
     check_format,
     check_keys,
+    check_osm,
     check_queries,
+    osm_format_of,
 )
 from calliper_pipeline.constants import WGS84_EPSG
 from calliper_pipeline.errors import ConfigError
@@ -119,6 +122,14 @@ class ColumnMap:
         raise ConfigError("column map needs lon/lat or x/y columns")
 
 
+#: The columns an OpenStreetMap reader gives (:mod:`calliper_pipeline.ingest.osm`): the OSM id
+#: (``node/123``, ``way/456``), the ``name`` tag, the mapped category and group, and WGS84
+#: degrees (EPSG:4326) of the node or of the way's / area's centroid.
+OSM_COLUMNS = ColumnMap(
+    poi_id="osm_id", name="name", category="category", group="group", lon="lon", lat="lat"
+)
+
+
 @dataclass(frozen=True)
 class SnapshotSpec:
     """A city's POI snapshot file and how to read it.
@@ -130,16 +141,23 @@ class SnapshotSpec:
 
     CSV reading options: ``encoding`` (a Python codec name; None: UTF-8), ``delimiter`` (one
     character; None: ``,``) and ``decimal`` (the coordinates' decimal mark; None: ``.``).
+
+    OpenStreetMap sources (``format`` osm, osm-geojson, osm-geoparquet) have the fixed column
+    map :data:`OSM_COLUMNS`; ``osm`` holds their ``[snapshot.osm]`` overrides of the default
+    tag mapping (:mod:`calliper_pipeline.ingest.osm_mapping`).
     """
 
     path: str
     columns: ColumnMap
-    format: str | None = None  # csv | geojson | parquet | geoparquet | jsonl; None: suffix
+    # csv | geojson | parquet | geoparquet | jsonl | osm | osm-geojson | osm-geoparquet;
+    # None: from the suffix
+    format: str | None = None
     filters: Mapping[str, Any] = field(default_factory=dict)
     name: str | None = None
     encoding: str | None = None
     delimiter: str | None = None
     decimal: str | None = None
+    osm: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -246,12 +264,26 @@ def _parse_snapshot(table: Any, cls: type[SnapshotSpec], where: str) -> Any:
     snap = dict(check_keys(table, _field_names(cls), where))
     if "path" not in snap:
         raise ConfigError(f"{where}.path: required (the POI file, relative to the data root)")
+    fmt = check_format(snap.get("format"), f"{where}.format")
+    snap["format"] = osm_format_of(str(snap["path"]), fmt)
+    if "osm" in snap:
+        snap["osm"] = check_osm(snap["osm"], snap["format"], f"{where}.osm")
+    if snap["format"] in OSM_FORMATS:
+        if "columns" in snap:
+            raise ConfigError(
+                f"{where}.columns: not used with format {snap['format']!r} (an OpenStreetMap "
+                "reader gives osm_id, name, category, group, lon, lat; tune the tag mapping "
+                f"in [{where}.osm])"
+            )
+        return _with_filters(cls(columns=OSM_COLUMNS, **snap), where)
     if "columns" not in snap:
         raise ConfigError(f"{where}.columns: required (which columns hold category, lon/lat ...)")
     columns = check_keys(snap.pop("columns"), _field_names(ColumnMap), f"{where}.columns")
     check_columns(columns, f"{where}.columns")
-    snap["format"] = check_format(snap.get("format"), f"{where}.format")
-    spec = cls(columns=ColumnMap(**columns), **snap)
+    return _with_filters(cls(columns=ColumnMap(**columns), **snap), where)
+
+
+def _with_filters(spec: Any, where: str) -> Any:
     try:
         filter_columns(spec.filters)
     except ConfigError as exc:

@@ -1,5 +1,5 @@
 """Reading POI source files: CSV / CSV.gz / GeoJSON / Parquet / GeoParquet / JSON lines (.gz)
-into a DataFrame.
+into a DataFrame; OpenStreetMap files are read by :mod:`.osm`.
 
 :func:`read_snapshot` returns the file's columns with a 1-based ``source_row`` and coordinate
 columns. The rows it cannot read as a POI (a ragged CSV row, a non-point feature) stay in
@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from pyproj import CRS
 
+from calliper_pipeline.cities.checks import OSM_FORMATS, osm_format_of
 from calliper_pipeline.cities.spec import ColumnMap, SnapshotSpec, filter_columns
 from calliper_pipeline.constants import COL_SOURCE_ROW
 from calliper_pipeline.errors import ConfigError, SnapshotFormatError
@@ -41,7 +42,7 @@ from calliper_pipeline.ingest.markers import (
 GEOMETRY_X = "x"
 GEOMETRY_Y = "y"
 
-SNAPSHOT_FORMATS = ("csv", "geojson", "parquet", "geoparquet", "jsonl")
+SNAPSHOT_FORMATS = ("csv", "geojson", "parquet", "geoparquet", "jsonl", *OSM_FORMATS)
 _FORMAT_ALIASES = {
     "csv.gz": "csv",
     "json": "geojson",
@@ -74,6 +75,8 @@ def snapshot_format(path: Path, spec: SnapshotSpec) -> str:
         fmt = _FORMAT_ALIASES.get(spec.format.lower(), spec.format.lower())
         if fmt not in SNAPSHOT_FORMATS:
             raise ConfigError(f"unknown snapshot format {spec.format!r}; use {SNAPSHOT_FORMATS}")
+    elif osm_format_of(path.name, None):
+        fmt = "osm"
     else:
         suffixes = [s.lower() for s in path.suffixes]
         if suffixes and suffixes[-1] == ".gz":
@@ -144,6 +147,10 @@ def read_snapshot(path: Path, spec: SnapshotSpec) -> pd.DataFrame:
         df = _read_parquet(path)
     elif fmt == "jsonl":
         df = read_json_lines(path)
+    elif fmt in OSM_FORMATS:
+        from calliper_pipeline.ingest.osm import read_osm  # imports this module
+
+        df = read_osm(path, fmt, spec)
     else:
         df = _read_geometry_file(path, fmt, spec.columns)
     _check_columns(df, path, spec)

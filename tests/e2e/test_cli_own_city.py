@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from calliper_pipeline.tracking.label_free import GATE
-from calliper_pipeline.tracking.runs import TrackingConfig, default_tracking
 from jobs.cli.parser import main
+from tests.support.own_city import (
+    Own,
+    check_embed_keeps_input_columns,
+    check_label_free_champion,
+    own_city_runs,
+)
 from tests.support.synthetic import (
     ALL_CATEGORIES,
     CENTRE_WGS84,
@@ -52,25 +54,6 @@ lat = "lat"
 """
 
 
-@dataclass
-class Own:
-    root: Path
-    home: Path
-    paths: list[str]
-    statuses: list[int]
-    out: dict[str, str]
-
-    @property
-    def tracking(self) -> TrackingConfig:
-        return default_tracking(self.home / "mlflow")
-
-    def run(self, *argv: str) -> tuple[int, str]:
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
-            status = main([*argv, *self.paths])
-        return status, buf.getvalue()
-
-
 @pytest.fixture(scope="module")
 def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Own]:
     root = tmp_path_factory.mktemp("own_city")
@@ -84,20 +67,7 @@ def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Own]:
     )
     toml = root / "town.toml"
     toml.write_text(CITY_TOML.format(bounds=", ".join(map(str, bounds_wgs84()))))
-    home = root / "home"
-    paths = ["--city", KEY, "--home", str(home), "--data-root", str(data), "--cities", str(toml)]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        for name in list(os.environ):
-            if name.startswith(("CALLIPER_", "MLFLOW_", "DAGSTER_")):
-                mp.delenv(name)
-        mp.setenv("CALLIPER_TEXT_ENCODER", "hashing")  # read by the Dagster resources
-        own = Own(root, home, paths, [], {})
-        # the second run retrains (nothing changed, so it would reuse v1) to meet the gate
-        for i, extra in ((1, []), (2, ["--retrain", "--results", str(root / "results.md")])):
-            status, out = own.run("run", "--tiny", *extra)
-            own.statuses.append(status)
-            own.out[f"run {i}"] = out
+    with own_city_runs(root, KEY, data, toml) as own:
         yield own
 
 
@@ -113,43 +83,11 @@ def test_both_runs_succeed_and_register(own: Own) -> None:
 
 
 def test_the_label_free_gate_gives_the_city_a_champion(own: Own) -> None:
-    client = own.tracking.client()
-    aliases = {k: str(v) for k, v in client.get_registered_model(MODEL).aliases.items()}
-    assert aliases == {"candidate": "2", "champion": "2"}
-    v1, v2 = (client.get_model_version(MODEL, v) for v in ("1", "2"))
-    for mv in (v1, v2):
-        assert mv.tags["promotion.gate"] == GATE and mv.tags["promotion.decision"] == "promoted"
-        assert mv.description.startswith(f"Champion gate: {GATE}. Promoted to 'champion'")
-    assert "no incumbent" in v1.description
-    # v2 was measured against v1 on v2's held-out POIs: the same settings, the same numbers
-    assert v2.tags["heldout.incumbent_version"] == "1"
-    assert "not worse than champion v1" in v2.description
-    assert float(v2.tags["heldout.val_loss"]) == pytest.approx(
-        float(v2.tags["heldout.incumbent_val_loss"]), rel=1e-5
-    )
+    check_label_free_champion(own, MODEL)
 
 
 def test_embed_from_the_champion_keeps_the_input_columns(own: Own) -> None:
-    lon, lat = CENTRE_WGS84
-    points = pd.DataFrame(
-        {
-            "site": ["a", "b", "c"],
-            "lon": [lon, lon + 0.01, lon - 0.02],
-            "lat": [lat, lat, lat + 0.01],
-            "note": ["x", "y", "z"],
-        }
-    )
-    src, dst = own.root / "points.csv", own.root / "emb.parquet"
-    points.to_csv(src, index=False)
-    status, out = own.run("embed", "--model", f"models:/{MODEL}@champion", "--input", str(src),
-                          "--output", str(dst))  # fmt: skip
-    assert status == 0 and f"3 points embedded with models:/{MODEL}@champion" in out
-    emb = pd.read_parquet(dst)
-    assert list(emb.columns[:4]) == ["site", "lon", "lat", "note"]
-    assert emb["lon"].tolist() == points["lon"].tolist()
-    assert emb["lat"].tolist() == points["lat"].tolist()
-    assert list(emb.columns[4:]) == [f"e{i:03d}" for i in range(512)]  # default preset
-    assert emb.iloc[:, 4:].notna().all().all()
+    check_embed_keeps_input_columns(own, MODEL, *CENTRE_WGS84)
 
 
 def test_results_show_the_citys_own_figures_and_nothing_borrowed(own: Own) -> None:

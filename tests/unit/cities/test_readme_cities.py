@@ -24,4 +24,4 @@ def test_every_example_city_file_loads(tmp_path: Path) -> None:
         city = load_city_file(path)
         suffix = Path(city.snapshot.path).suffix.lstrip(".")
         formats.add(city.snapshot.format or suffix)
-    assert formats == {"jsonl", "csv", "geojson", "parquet", "geoparquet"}
+    assert formats == {"jsonl", "csv", "geojson", "parquet", "geoparquet", "osm", "osm-geojson"}
