@@ -1,7 +1,7 @@
 """Run every benchmark (``make bench``); each appends its section to docs/benchmarks.md.
 
     python -m bench.run_all [--quick]
-        [--only ingest,embed,train,eval,equivalence,scaling,e2e,early,serving]
+        [--only ingest,embed,train,objective,eval,equivalence,scaling,e2e,early,serving]
 
 ``--quick`` runs a fast subset (a few minutes): smaller sizes, fewer epochs, no baseline
 repeats, no early-stopping study. The full run takes about half an hour on 2 cores.
@@ -20,6 +20,7 @@ from bench import (
     bench_equivalence,
     bench_eval,
     bench_ingest,
+    bench_objective,
     bench_scaling,
     bench_serving,
     bench_train,
@@ -30,6 +31,7 @@ BENCHES: dict[str, Callable[[list[str] | None], int]] = {
     "ingest": bench_ingest.main,
     "embed": bench_embed.main,
     "train": bench_train.main,
+    "objective": bench_objective.main,
     "eval": bench_eval.main,
     "equivalence": bench_equivalence.main,
     "scaling": bench_scaling.main,
