@@ -102,6 +102,12 @@ FIDELITY: tuple[Variant, ...] = (
         {"objective.include_own_text_head": True},
         "the default with a fifth head on the POI's own text, at 30 epochs",
     ),
+    Variant(
+        "default+30% background",
+        presets.DEFAULT,
+        {"objective.background_fraction": 0.3},
+        "2: background points as 30 % of the POIs instead of as many as the POIs, 30 epochs",
+    ),
 )
 
 GRIDS: dict[str, tuple[Variant, ...]] = {"fidelity": FIDELITY}
