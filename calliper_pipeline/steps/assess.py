@@ -206,20 +206,22 @@ def render_maps(
     seed: int = 42,
     top_k: int = 20,
     width_px: int = 1600,
+    pois: pd.DataFrame | None = None,
 ) -> MapsOutcome:
     """Cluster map, PCA colour map and one retrieval heatmap per query for exactly ``version``.
 
     PNGs (and each query's top cells as CSV) go to ``out_dir`` and to the version's MLflow run
     under ``maps/``. ``text_encoder`` must be the encoder the model was trained against.
+    ``pois`` (WGS84 ``lon``/``lat``) clips a bounds-only city's cells to the POIs' outline
+    (:func:`calliper_pipeline.cities.cells.city_cells`).
     """
-    from calliper_pipeline.cities.cells import load_cells, load_map_layers
+    from calliper_pipeline.cities.cells import city_cells
     from calliper_pipeline.evaluation.retrieval import cell_embeddings, retrieve_to_files
     from calliper_pipeline.maps.embedding_maps import cluster_map, pca_colour_map
 
     model = load_registered_model(tracking, version.model_uri)
     epsg = model.spec.metric_epsg
-    cells = load_cells(city, data_root, epsg)
-    layers = load_map_layers(city, data_root, epsg)
+    cells, layers = city_cells(city, data_root, epsg, pois)
     emb = cell_embeddings(model, cells)
     out_dir.mkdir(parents=True, exist_ok=True)
     label = f"{city.name} ({version.name} v{version.version})"

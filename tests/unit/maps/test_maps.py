@@ -74,6 +74,12 @@ def _assert_map(fig: object, path: Path, width_px: int = cartography.DEFAULT_WID
     assert any(t.endswith(" km") for t in texts)
     assert ATTRIBUTION in texts
     assert fig.axes[0].get_aspect() == 1.0  # type: ignore[attr-defined]
+    ax = fig.axes[0]  # type: ignore[attr-defined]
+    assert ax.get_xlabel() == "easting (km, EPSG:27700)"
+    assert ax.get_ylabel() == "northing (km, EPSG:27700)"
+    # ticks in km of British National Grid: the cells span x = 500-506 km
+    assert ax.xaxis.get_major_formatter()(503_000.0, 0) == "503"
+    assert 497_000 < ax.get_xlim()[0] < 500_000 and 506_000 < ax.get_xlim()[1] < 509_000
 
 
 def test_kmeans_labels_stable_and_ordered_by_size(cells: gpd.GeoDataFrame) -> None:
