@@ -218,7 +218,7 @@ def load_map_layers(
         boundary = read_layer(boundary_path, epsg)
     elif land_m is not None:
         boundary = gpd.GeoDataFrame(geometry=[land_m], crs=CRS.from_epsg(epsg))
-        label = f"POI outline (concave hull, ratio {POI_HULL_RATIO:g})"
+        label = "POI outline (concave hull)"
     return MapLayers(
         boundary=boundary,
         overlay=read_layer(overlay_path, epsg) if overlay_path is not None else None,

@@ -41,6 +41,7 @@ HALO: list[patheffects.AbstractPathEffect] = [
 # the km tick labels and axis labels).
 _TOP_IN, _LEFT_IN, _RIGHT_IN = 0.85, 0.15, 2.6
 _AXIS_LEFT_IN, _AXIS_BOTTOM_IN = 0.85, 0.95
+MIN_FIGURE_WIDTH_IN = 6.0  # the map then gets >= 6 - 0.85 - 2.6 = 2.55 inches of width
 Layer: TypeAlias = gpd.GeoDataFrame | gpd.GeoSeries
 
 
@@ -299,7 +300,12 @@ def map_axes(
     width_px: int,
     dpi: int,
 ) -> tuple[Figure, Axes]:
-    """A figure sized to the data's aspect, with title, attribution, scale bar and north arrow."""
+    """A figure sized to the data's aspect, with title, attribution, scale bar and north arrow.
+
+    A figure narrower than :data:`MIN_FIGURE_WIDTH_IN` at ``dpi`` is drawn at a lower dpi (the
+    same ``width_px``), so the fixed legend column and axis margin leave the map room.
+    """
+    dpi = min(dpi, max(1, int(width_px / MIN_FIGURE_WIDTH_IN)))
     fig, ax = _framed_axes(_extent(cells, boundary), width_px, dpi, cells.crs)
     _headings(fig, title, subtitle, attribution, cells.crs, dpi)
     _scale_bar(ax)

@@ -12,7 +12,6 @@ import shapely
 from pyproj import CRS
 
 from calliper_pipeline.cities.cells import (
-    POI_HULL_RATIO,
     city_cells,
     hexagon_grid,
     load_cells,
@@ -105,7 +104,7 @@ def test_bounds_only_city_is_clipped_to_the_pois_outline(tmp_path: Path) -> None
     assert len(cells) == pytest.approx(hull.area / 106_088, rel=0.15)
     np.testing.assert_array_equal(cells["cell_id"], np.arange(len(cells)))
     assert layers.boundary is not None and layers.boundary.geometry.iloc[0].equals(hull)
-    assert layers.boundary_label == f"POI outline (concave hull, ratio {POI_HULL_RATIO:g})"
+    assert layers.boundary_label == "POI outline (concave hull)"
     # without POIs (or with a boundary file) nothing is clipped
     assert len(city_cells(city, tmp_path, 32631, None)[0]) == len(box_cells)
     with_boundary = _city(tmp_path, boundary=True)

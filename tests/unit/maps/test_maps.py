@@ -101,6 +101,14 @@ def test_cluster_map(tmp_path: Path, cells: gpd.GeoDataFrame, layers: dict) -> N
     assert "Centre" in labels
 
 
+def test_a_narrow_map_keeps_room_for_the_map(tmp_path: Path, cells: gpd.GeoDataFrame) -> None:
+    path = tmp_path / "narrow.png"
+    fig = maps.cluster_map(cells, _embeddings(cells), k=3, path=path, width_px=600)
+    assert _png_size(path)[0] == 600 and fig.dpi == 100  # 6 inches at 100 dpi
+    map_px = fig.axes[0].get_position().width * 600
+    assert map_px >= 0.4 * 600  # the legend column and the km axis labels take the rest
+
+
 def test_pca_colour_map(tmp_path: Path, cells: gpd.GeoDataFrame, layers: dict) -> None:
     path = tmp_path / "pca.png"
     fig = maps.pca_colour_map(cells, _embeddings(cells), path=path, width_px=1200, **layers)
