@@ -237,7 +237,7 @@ def render_maps(
         png, csv = out_dir / f"{name}.png", out_dir / f"{name}.csv"
         _, tops[query] = retrieve_to_files(
             model, text_encoder, query, cells, png, csv, top_k,
-            layers=layers, location_embeddings=emb,
+            layers=layers, location_embeddings=emb, width_px=width_px,
         )  # fmt: skip
         figures[name] = png
         figures[f"{name}_csv"] = csv
