@@ -2,7 +2,7 @@
 
 ``poi_snapshot`` (observed) -> ``pois`` -> ``text_embeddings`` -> ``calliper_model`` ->
 ``land_use_evaluation``, ``socioeconomic_evaluation`` -> ``calliper_champion``;
-``calliper_model`` -> ``embedding_maps``; ``pois`` -> ``baselines``.
+``calliper_model`` -> ``embedding_maps``, ``region_embeddings``; ``pois`` -> ``baselines``.
 :func:`build_city_assets` builds them for a registry.
 """
 
@@ -23,6 +23,7 @@ from assets.evaluation import (
 from assets.ingestion import build_poi_checks, build_pois, build_snapshot
 from assets.maps import build_embedding_maps
 from assets.partitions import Cities
+from assets.regions import build_region_embeddings
 from assets.training import build_calliper_model
 from calliper_pipeline.cities.spec import CitySpec
 
@@ -58,6 +59,7 @@ def _build(cities: Cities) -> CityAssets:
         build_baselines(cities),
         build_champion(cities),
         build_embedding_maps(cities),
+        build_region_embeddings(cities),
     ]
     checks = build_poi_checks(cities) + build_embedding_checks(cities)
     return CityAssets(cities, build_snapshot(cities), assets, checks)

@@ -109,10 +109,12 @@ def build_embedding_maps(cities: Cities) -> dg.AssetsDefinition:
 
         city = cities.spec(context.partition_key)
         version = trained_version(context, city.key)
-        queries = config.queries
-        if queries is None:  # the city file's, else its most common categories
-            with duckdb.connect(read_only=True) as con:
-                queries = assessment.city_queries(city, read_city_pois(con, city.key))
+        with duckdb.connect(read_only=True) as con:
+            pois = read_city_pois(con, city.key)  # outlines a bounds-only city's land
+        # the run's queries, else the city file's, else its most common categories
+        queries = (
+            config.queries if config.queries is not None else assessment.city_queries(city, pois)
+        )
         cached = assessment.cached_maps(
             city,
             data.data_root_path,
@@ -125,6 +127,7 @@ def build_embedding_maps(cities: Cities) -> dg.AssetsDefinition:
             seed=config.seed,
             top_k=config.top_k,
             width_px=config.width_px,
+            pois=pois,
         )
         out = cached.outcome
         how = f"cache hit {cached.key} (not redrawn)" if cached.hit else "drawn"

@@ -173,8 +173,10 @@ def retrieve_to_files(
     layers: MapLayers | None = None,
     location_embeddings: np.ndarray | None = None,
     device: str = "cpu",
+    width_px: int | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    """:func:`retrieve`, then write the heatmap PNG and the top cells as CSV (with the query)."""
+    """:func:`retrieve`, then write the heatmap PNG (``width_px`` wide; None: the maps'
+    default) and the top cells as CSV (with the query)."""
     from calliper_pipeline.maps.embedding_maps import retrieval_heatmap  # matplotlib on drawing
 
     scores, top = retrieve(
@@ -187,6 +189,8 @@ def retrieve_to_files(
         device=device,
     )
     map_kwargs = layers.as_kwargs() if layers is not None else {}
+    if width_px is not None:
+        map_kwargs["width_px"] = width_px
     fig = retrieval_heatmap(cells, scores, query, top_k=top_k, path=png_path, **map_kwargs)
     fig.clear()
     csv_path = Path(csv_path)

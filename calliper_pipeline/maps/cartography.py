@@ -5,7 +5,8 @@ arrow and the legend column.
 Figures are built on the Agg canvas directly (no pyplot, no global figure registry, no display):
 a returned figure is freed when dropped. Sizes are fixed in pixels (default 1600 wide at 160 dpi)
 and saved without tight cropping, so a PNG is exactly ``width_px`` wide. Maps keep equal aspect
-in the cells' metric CRS.
+in the cells' metric CRS; their axes are labelled in km of that CRS (easting/northing, the
+EPSG code in the label).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.text import Text
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 DEFAULT_WIDTH_PX = 1600
 DEFAULT_DPI = 160
@@ -34,8 +36,12 @@ TITLE_PT, SUBTITLE_PT, LEGEND_PT, LABEL_PT, ATTRIB_PT = 16, 11, 11, 10, 8.5
 HALO: list[patheffects.AbstractPathEffect] = [
     patheffects.withStroke(linewidth=3, foreground="white")
 ]
-# Map layout in inches: title band on top, attribution band at the bottom, legend column right.
-_TOP_IN, _BOTTOM_IN, _LEFT_IN, _RIGHT_IN = 0.85, 0.45, 0.15, 2.6
+# Map layout in inches: title band on top, legend column right, text from _LEFT_IN;
+# the map axes start _AXIS_LEFT_IN from the left and _AXIS_BOTTOM_IN from the bottom (room for
+# the km tick labels and axis labels).
+_TOP_IN, _LEFT_IN, _RIGHT_IN = 0.85, 0.15, 2.6
+_AXIS_LEFT_IN, _AXIS_BOTTOM_IN = 0.85, 0.95
+MIN_FIGURE_WIDTH_IN = 6.0  # the map then gets >= 6 - 0.85 - 2.6 = 2.55 inches of width
 Layer: TypeAlias = gpd.GeoDataFrame | gpd.GeoSeries
 
 
@@ -213,25 +219,42 @@ def _extent(cells: gpd.GeoDataFrame, boundary: Layer | None) -> tuple[float, flo
     return bounds[0] - pad, bounds[1] - pad, bounds[2] + pad, bounds[3] + pad
 
 
+def _km_axes(ax: Axes, crs: Any) -> None:
+    """Tick labels in km of the metric CRS and axis labels that name it."""
+    epsg = crs.to_epsg() if crs is not None else None
+    where = f"EPSG:{epsg}" if epsg else (crs.to_string() if crs is not None else "metric CRS")
+    km = FuncFormatter(lambda v, _pos: f"{v / 1000:g}")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 5, 10]))
+        axis.set_major_formatter(km)
+    ax.tick_params(labelsize=LABEL_PT - 1, colors="0.35", length=3)
+    ax.set_xlabel(f"easting (km, {where})", fontsize=LABEL_PT - 1, color="0.35", labelpad=2)
+    ax.set_ylabel(f"northing (km, {where})", fontsize=LABEL_PT - 1, color="0.35", labelpad=2)
+
+
 def _framed_axes(
-    extent: tuple[float, float, float, float], width_px: int, dpi: int
+    extent: tuple[float, float, float, float], width_px: int, dpi: int, crs: Any = None
 ) -> tuple[Figure, Axes]:
-    """A figure tall enough for the extent at equal aspect, with bare map axes in the frame."""
+    """A figure tall enough for the extent at equal aspect, with km-labelled map axes."""
     x0, y0, x1, y1 = extent
     width_in = width_px / dpi
-    map_w_in = width_in - _LEFT_IN - _RIGHT_IN
+    map_w_in = width_in - _AXIS_LEFT_IN - _RIGHT_IN
     map_h_in = map_w_in * (y1 - y0) / (x1 - x0)
-    height_px = round((map_h_in + _TOP_IN + _BOTTOM_IN) * dpi)
+    height_px = round((map_h_in + _TOP_IN + _AXIS_BOTTOM_IN) * dpi)
     fig = new_figure(width_px, height_px, dpi)
     height_in = height_px / dpi
     ax = fig.add_axes(
-        (_LEFT_IN / width_in, _BOTTOM_IN / height_in, map_w_in / width_in, map_h_in / height_in)
+        (
+            _AXIS_LEFT_IN / width_in,
+            _AXIS_BOTTOM_IN / height_in,
+            map_w_in / width_in,
+            map_h_in / height_in,
+        )
     )
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     ax.set_aspect("equal", adjustable="box")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    _km_axes(ax, crs)
     for spine in ax.spines.values():
         spine.set_color("0.7")
     return fig, ax
@@ -277,8 +300,13 @@ def map_axes(
     width_px: int,
     dpi: int,
 ) -> tuple[Figure, Axes]:
-    """A figure sized to the data's aspect, with title, attribution, scale bar and north arrow."""
-    fig, ax = _framed_axes(_extent(cells, boundary), width_px, dpi)
+    """A figure sized to the data's aspect, with title, attribution, scale bar and north arrow.
+
+    A figure narrower than :data:`MIN_FIGURE_WIDTH_IN` at ``dpi`` is drawn at a lower dpi (the
+    same ``width_px``), so the fixed legend column and axis margin leave the map room.
+    """
+    dpi = min(dpi, max(1, int(width_px / MIN_FIGURE_WIDTH_IN)))
+    fig, ax = _framed_axes(_extent(cells, boundary), width_px, dpi, cells.crs)
     _headings(fig, title, subtitle, attribution, cells.crs, dpi)
     _scale_bar(ax)
     _north_arrow(ax)

@@ -206,20 +206,22 @@ def render_maps(
     seed: int = 42,
     top_k: int = 20,
     width_px: int = 1600,
+    pois: pd.DataFrame | None = None,
 ) -> MapsOutcome:
     """Cluster map, PCA colour map and one retrieval heatmap per query for exactly ``version``.
 
     PNGs (and each query's top cells as CSV) go to ``out_dir`` and to the version's MLflow run
     under ``maps/``. ``text_encoder`` must be the encoder the model was trained against.
+    ``pois`` (WGS84 ``lon``/``lat``) clips a bounds-only city's cells to the POIs' outline
+    (:func:`calliper_pipeline.cities.cells.city_cells`).
     """
-    from calliper_pipeline.cities.cells import load_cells, load_map_layers
+    from calliper_pipeline.cities.cells import city_cells
     from calliper_pipeline.evaluation.retrieval import cell_embeddings, retrieve_to_files
     from calliper_pipeline.maps.embedding_maps import cluster_map, pca_colour_map
 
     model = load_registered_model(tracking, version.model_uri)
     epsg = model.spec.metric_epsg
-    cells = load_cells(city, data_root, epsg)
-    layers = load_map_layers(city, data_root, epsg)
+    cells, layers = city_cells(city, data_root, epsg, pois)
     emb = cell_embeddings(model, cells)
     out_dir.mkdir(parents=True, exist_ok=True)
     label = f"{city.name} ({version.name} v{version.version})"
@@ -235,7 +237,7 @@ def render_maps(
         png, csv = out_dir / f"{name}.png", out_dir / f"{name}.csv"
         _, tops[query] = retrieve_to_files(
             model, text_encoder, query, cells, png, csv, top_k,
-            layers=layers, location_embeddings=emb,
+            layers=layers, location_embeddings=emb, width_px=width_px,
         )  # fmt: skip
         figures[name] = png
         figures[f"{name}_csv"] = csv
@@ -348,11 +350,14 @@ def cached_maps(
     text_encoder: Any,
     cache_root: Path,
     queries: Sequence[str],
+    pois: pd.DataFrame | None = None,
     **options: Any,
 ) -> Cached:
     """:func:`render_maps`, cached in ``cache_root/maps/<key>/`` on the version, the queries,
     the drawing ``options`` (k, seed, top_k, width_px), the text encoder, the city file, its
-    snapshot and map layers, and the drawing code. A hit logs nothing to MLflow."""
+    snapshot and map layers, and the drawing code. A hit logs nothing to MLflow. ``pois`` (the
+    stored POIs, which the snapshot hash and the city file determine) go to
+    :func:`render_maps`."""
     from dataclasses import asdict
 
     from calliper_pipeline.hashing import code_fingerprint
@@ -374,8 +379,9 @@ def cached_maps(
 
     def make(folder: Path) -> dict[str, Any]:
         out = render_maps(
-            city, data_root, version, tracking, text_encoder, folder, queries, **options
-        )
+            city, data_root, version, tracking, text_encoder, folder, queries, pois=pois,
+            **options,
+        )  # fmt: skip
         return {
             "files": sorted(p.name for p in out.figures.values()),
             "figures": {name: p.name for name, p in out.figures.items()},

@@ -14,6 +14,7 @@ from collections.abc import Hashable, Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
+import geopandas as gpd
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ from mlflow.pyfunc import PyFuncModel
 
 from calliper_pipeline.errors import ConfigError, ModelInputError
 from calliper_pipeline.model.calliper import CalliperModel
+from calliper_pipeline.tracking import geofiles
 from calliper_pipeline.tracking.pyfunc import LAT, LON, CalliperPyfunc, embedding_columns
 from calliper_pipeline.tracking.registry import CHAMPION_ALIAS, registered_model_name
 from calliper_pipeline.tracking.runs import TrackingConfig, absolute_tracking_uri, mlflow_uris
@@ -150,6 +152,40 @@ def _embed_table(
     return pa.Table.from_arrays(arrays, schema=out_schema)
 
 
+def embed_geo_file(
+    pyfunc: PyFuncModel,
+    model_uri: str,
+    input_path: Path,
+    output_path: Path,
+    batch_size: int,
+    allow_outside: bool,
+) -> int:
+    """A geo input (see :mod:`calliper_pipeline.tracking.geofiles`) -> GeoParquet: every input
+    column and the geometry, then ``embed_lon``, ``embed_lat``, ``embed_location`` (point, or
+    the centroid taken in the model's metric CRS) and float32 ``e000``...; returns the row count.
+    """
+    if output_path.suffix.lower() not in (".parquet", ".pq"):
+        raise ModelInputError(f"{output_path}: a geo input is written as GeoParquet (.parquet)")
+    spec = calliper_model_of(pyfunc, model_uri).spec
+    gdf = geofiles.read_geo(input_path).reset_index(drop=True)
+    names = [geofiles.EMBED_LON, geofiles.EMBED_LAT, geofiles.EMBED_LOCATION]
+    geofiles.check_no_clash(input_path, gdf.columns, names + embedding_columns(spec.out_dim))
+    where = geofiles.embed_locations(gdf, spec.metric_epsg)
+    parts = []
+    for start in range(0, len(gdf), batch_size):
+        chunk = where.iloc[start : start + batch_size, :2].set_axis([LON, LAT], axis=1)
+        try:
+            parts.append(predict_embeddings(pyfunc, chunk, allow_outside).astype(np.float32))
+        except ModelInputError as exc:
+            raise ModelInputError(f"{input_path}: {exc}") from exc
+    emb = pd.concat(parts) if parts else pd.DataFrame(columns=embedding_columns(spec.out_dim))
+    out = pd.concat([pd.DataFrame(gdf), where, emb.set_axis(gdf.index)], axis=1)
+    out = gpd.GeoDataFrame(out, geometry=gdf.geometry.name, crs=gdf.crs)
+    extra = {"model_uri": model_uri, "metric_epsg": spec.metric_epsg, "input": str(input_path)}
+    geofiles.write_geoparquet(out, output_path, extra)
+    return len(out)
+
+
 def embed_file(
     model_uri: str,
     input_path: Path,
@@ -160,6 +196,9 @@ def embed_file(
     tracking: TrackingConfig | None = None,
 ) -> int:
     """Embed every point of a CSV/Parquet file into a Parquet file; returns the row count.
+
+    A geo input (GeoJSON, GeoPackage, Shapefile, FlatGeobuf, GeoParquet) goes to
+    :func:`embed_geo_file` instead and comes out as GeoParquet.
 
     Input columns ``lon``, ``lat`` (WGS84 degrees) plus any others: every input column is
     kept, in its order, in front of the float32 embedding columns ``e000``... (``lon``/``lat``
@@ -175,6 +214,9 @@ def embed_file(
     input_path, output_path = Path(input_path), Path(output_path)
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
+    if geofiles.is_geo_input(input_path):
+        pyfunc = load_pyfunc(tracking, model_uri)
+        return embed_geo_file(pyfunc, model_uri, input_path, output_path, batch_size, allow_outside)
     total, schema, chunks = read_chunks(input_path, batch_size)
     _check_coordinate_columns(input_path, schema)
     pyfunc = load_pyfunc(tracking, model_uri)

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from calliper_pipeline import presets
 from calliper_pipeline.cities.spec import CitySpec, load_city_registry
@@ -20,6 +20,9 @@ from calliper_pipeline.errors import ConfigError
 from calliper_pipeline.settings import REPO_ROOT, Settings
 from calliper_pipeline.store.db import connect
 from calliper_pipeline.text.encoders import build_text_encoder
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger("calliper")
 
@@ -240,9 +243,19 @@ def embed(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -
     return 0
 
 
+def _stored_pois(s: Settings, city_key: str) -> pd.DataFrame | None:
+    """The city's ingested POIs (they outline a bounds-only city's cells), None if not stored."""
+    from calliper_pipeline.store.pois import read_city_pois
+
+    if not s.warehouse.exists():
+        return None
+    with connect(s.warehouse, read_only=True) as con:
+        return read_city_pois(con, city_key)
+
+
 def retrieve(args: argparse.Namespace, s: Settings, city: CitySpec | None, command: str) -> int:
     """Score the cells of the model's own city (``--city`` overrides) against the query."""
-    from calliper_pipeline.cities.cells import load_cells, load_map_layers
+    from calliper_pipeline.cities.cells import city_cells
     from calliper_pipeline.cities.spec import get_city
     from calliper_pipeline.evaluation.retrieval import retrieve_to_files
     from calliper_pipeline.steps.assess import load_registered_model
@@ -254,8 +267,7 @@ def retrieve(args: argparse.Namespace, s: Settings, city: CitySpec | None, comma
             raise ConfigError(f"{args.model} does not name its city: pass --city")
         city = get_city(spec.city, load_city_registry(s.city_files))
     name = "hashing" if spec.text_encoder_id.startswith("hashing") else "minilm"
-    cells = load_cells(city, s.data_root, spec.metric_epsg)
-    layers = load_map_layers(city, s.data_root, spec.metric_epsg)
+    cells, layers = city_cells(city, s.data_root, spec.metric_epsg, _stored_pois(s, city.key))
     csv: Path = args.csv or args.output.with_suffix(".csv")
     _, top = retrieve_to_files(
         model, build_text_encoder(name), args.query, cells, args.output, csv, args.top_k,

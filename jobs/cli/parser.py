@@ -201,12 +201,19 @@ def _experiment_parser(sub: Any) -> None:
 
 def _serving_parsers(sub: Any) -> None:
     p = sub.add_parser(
-        "embed", help="embed WGS84 points with a registered model (CSV/Parquet in, Parquet out)"
+        "embed",
+        help="embed WGS84 points with a registered model (CSV/Parquet in, Parquet out; "
+        "GeoJSON/GeoPackage/Shapefile/GeoParquet in, GeoParquet out)",
     )
     _common(p)
     _tracking(p)
     p.add_argument("--model", required=True, help="e.g. models:/calliper_london@champion")
-    p.add_argument("--input", type=Path, required=True, help="CSV/Parquet with lon, lat (degrees)")
+    p.add_argument(
+        "--input",
+        type=Path,
+        required=True,
+        help="CSV/Parquet with lon, lat (degrees), or a geo file (polygons: their centroid)",
+    )
     p.add_argument(
         "--output",
         type=Path,

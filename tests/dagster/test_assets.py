@@ -263,6 +263,27 @@ def test_embedding_maps_are_attached_and_written(chain: Chain) -> None:
     assert meta["n_cells"] > 1000
 
 
+def test_region_embeddings_are_the_models_embeddings_of_the_map_cells(chain: Chain) -> None:
+    import geopandas as gpd
+
+    meta = chain.metadata("region_embeddings")
+    model_uri = chain.metadata("calliper_model")["model_uri"]
+    path = Path(meta["path"])
+    assert path == chain.root / "home" / "outputs" / CITY / "regions" / f"{CITY}_cells_v1.parquet"
+    cells = gpd.read_parquet(path)
+    assert cells.crs is not None and cells.crs.to_epsg() == 4326
+    emb_cols = [c for c in cells.columns if re.fullmatch(r"e\d{3}", c)]
+    assert meta["dimension"] == len(emb_cols) > 0 and meta["model_uri"] == model_uri
+    # the same cells as the maps: the synthetic city's box clipped to its POIs' outline
+    assert meta["dagster/row_count"] == len(cells) == chain.metadata("embedding_maps")["n_cells"]
+    pyfunc = serving.load_pyfunc(chain.tracking, model_uri)
+    expected = serving.predict_embeddings(pyfunc, cells[["lon", "lat"]], allow_outside=True)
+    np.testing.assert_allclose(
+        cells[emb_cols].to_numpy(), expected.to_numpy(), rtol=1e-6, atol=1e-6
+    )
+    assert meta[PREVIEW].startswith(f"**{len(cells):,} cells x {len(emb_cols)}**")
+
+
 def test_a_city_without_evaluation_sets_skips_cleanly(chain: Chain) -> None:
     result = dg.materialize(
         chain.all_defs(), partition_key=PLAIN, resources=chain.resources,

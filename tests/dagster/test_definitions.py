@@ -72,7 +72,7 @@ def test_defs_hold_the_graph_jobs_schedules_and_sensor(defs: Built) -> None:
     retrain = d.resolve_job_def(RETRAIN_JOB)
     assert {k.to_user_string() for k in retrain.asset_layer.selected_asset_keys} == {
         "calliper_model", "land_use_evaluation", "socioeconomic_evaluation",
-        "calliper_champion", "embedding_maps",
+        "calliper_champion", "embedding_maps", "region_embeddings",
     }  # fmt: skip
     observe = d.resolve_job_def(OBSERVE_JOB)
     assert {k.to_user_string() for k in observe.asset_layer.selected_asset_keys} == {"poi_snapshot"}

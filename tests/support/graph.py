@@ -10,6 +10,7 @@ CHAIN_ASSETS = frozenset(
         "socioeconomic_evaluation",
         "calliper_champion",
         "embedding_maps",
+        "region_embeddings",
         "baselines",
     }
 )

@@ -74,6 +74,12 @@ def _assert_map(fig: object, path: Path, width_px: int = cartography.DEFAULT_WID
     assert any(t.endswith(" km") for t in texts)
     assert ATTRIBUTION in texts
     assert fig.axes[0].get_aspect() == 1.0  # type: ignore[attr-defined]
+    ax = fig.axes[0]  # type: ignore[attr-defined]
+    assert ax.get_xlabel() == "easting (km, EPSG:27700)"
+    assert ax.get_ylabel() == "northing (km, EPSG:27700)"
+    # ticks in km of British National Grid: the cells span x = 500-506 km
+    assert ax.xaxis.get_major_formatter()(503_000.0, 0) == "503"
+    assert 497_000 < ax.get_xlim()[0] < 500_000 and 506_000 < ax.get_xlim()[1] < 509_000
 
 
 def test_kmeans_labels_stable_and_ordered_by_size(cells: gpd.GeoDataFrame) -> None:
@@ -93,6 +99,14 @@ def test_cluster_map(tmp_path: Path, cells: gpd.GeoDataFrame, layers: dict) -> N
     labels = _legend_texts(fig)
     assert sum(t.startswith("Cluster ") for t in labels) == 4
     assert "Centre" in labels
+
+
+def test_a_narrow_map_keeps_room_for_the_map(tmp_path: Path, cells: gpd.GeoDataFrame) -> None:
+    path = tmp_path / "narrow.png"
+    fig = maps.cluster_map(cells, _embeddings(cells), k=3, path=path, width_px=600)
+    assert _png_size(path)[0] == 600 and fig.dpi == 100  # 6 inches at 100 dpi
+    map_px = fig.axes[0].get_position().width * 600
+    assert map_px >= 0.4 * 600  # the legend column and the km axis labels take the rest
 
 
 def test_pca_colour_map(tmp_path: Path, cells: gpd.GeoDataFrame, layers: dict) -> None:

@@ -1,0 +1,108 @@
+"""Region embeddings: a city's hexagon cells with their location embeddings, as GeoParquet.
+
+One file per registered model version, ``<CALLIPER_HOME>/outputs/<city>/regions/
+<city>_cells_v<version>.parquet``: columns ``cell_id`` (int64, the row position of the map
+cells), ``lon``/``lat`` (the cell centroid, WGS84 degrees, computed in the city's metric CRS),
+float32 ``e000``... (what the registered pyfunc's ``predict`` returns for the centroid: raw, not
+L2-normalised) and the hexagon ``geometry`` in EPSG:4326 (polygons; the CRS is written in the
+GeoParquet ``geo`` metadata). The file's key-value metadata ``calliper`` holds the model name,
+version and URI, the metric CRS, the cell size and the embedding dimension (JSON).
+
+The file is written to ``<name>.tmp`` and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from calliper_pipeline.cities.cells import COL_CELL_ID, DEFAULT_CELL_SIZE_M, city_cells
+from calliper_pipeline.cities.spec import CitySpec
+from calliper_pipeline.constants import COL_LAT, COL_LON, WGS84_EPSG
+from calliper_pipeline.tracking.geofiles import write_geoparquet
+from calliper_pipeline.tracking.registry import RegisteredVersion
+from calliper_pipeline.tracking.runs import TrackingConfig
+from calliper_pipeline.tracking.serving import (
+    calliper_model_of,
+    load_pyfunc,
+    predict_embeddings,
+)
+
+
+@dataclass(frozen=True)
+class RegionEmbeddings:
+    """What :func:`write_region_embeddings` wrote."""
+
+    path: Path
+    n_cells: int
+    dim: int
+    model_uri: str
+    metric_epsg: int
+    preview: pd.DataFrame  # the first rows: cell_id, lon, lat, e000..e003
+
+
+def region_path(out_dir: Path, city_key: str, version: str) -> Path:
+    return Path(out_dir) / f"{city_key}_cells_v{version}.parquet"
+
+
+def region_frame(pyfunc: Any, cells: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """``cell_id, lon, lat, e000..., geometry`` (EPSG:4326) of cells in a metric CRS.
+
+    The centroids are embedded with ``allow_outside=True``: the cells are the city's own, and a
+    boundary or grid may reach a little past the bounds the model was trained within.
+    """
+    centroids = pd.DataFrame({COL_LON: cells[COL_LON], COL_LAT: cells[COL_LAT]})
+    emb = predict_embeddings(pyfunc, centroids.reset_index(drop=True), allow_outside=True)
+    frame = pd.DataFrame(
+        {
+            COL_CELL_ID: cells[COL_CELL_ID].to_numpy(np.int64),
+            COL_LON: centroids[COL_LON].to_numpy(np.float64),
+            COL_LAT: centroids[COL_LAT].to_numpy(np.float64),
+        }
+    )
+    frame = pd.concat([frame, emb.astype(np.float32).reset_index(drop=True)], axis=1)
+    geometry = cells.geometry.to_crs(epsg=WGS84_EPSG).reset_index(drop=True)
+    return gpd.GeoDataFrame(frame, geometry=geometry, crs=f"EPSG:{WGS84_EPSG}")
+
+
+def write_region_embeddings(
+    city: CitySpec,
+    data_root: Path,
+    version: RegisteredVersion,
+    tracking: TrackingConfig,
+    out_dir: Path,
+    pois: pd.DataFrame | None = None,
+) -> RegionEmbeddings:
+    """Embed the city's map cells (:func:`~calliper_pipeline.cities.cells.city_cells`, so a
+    bounds-only city's cells are clipped to its ``pois``' outline) with exactly ``version``."""
+    pyfunc = load_pyfunc(tracking, version.model_uri)
+    spec = calliper_model_of(pyfunc, version.model_uri).spec
+    cells, _ = city_cells(city, data_root, spec.metric_epsg, pois)
+    gdf = region_frame(pyfunc, cells)
+    dim = gdf.shape[1] - 4  # cell_id, lon, lat, geometry
+    extra = {
+        "city": city.key,
+        "model_name": version.name,
+        "model_version": str(version.version),
+        "model_uri": version.model_uri,
+        "metric_epsg": int(spec.metric_epsg),
+        "geometry_epsg": WGS84_EPSG,
+        "cell_size_m": DEFAULT_CELL_SIZE_M,
+        "embedding_dim": dim,
+        "embedding": "raw pyfunc predict output of the cell centroid (not L2-normalised)",
+    }
+    path = write_geoparquet(gdf, region_path(out_dir, city.key, version.version), extra)
+    shown = [COL_CELL_ID, COL_LON, COL_LAT, *gdf.columns[3 : 3 + min(dim, 4)]]
+    return RegionEmbeddings(
+        path=path,
+        n_cells=len(gdf),
+        dim=dim,
+        model_uri=version.model_uri,
+        metric_epsg=int(spec.metric_epsg),
+        preview=pd.DataFrame(gdf[shown]).head(5),
+    )
