@@ -22,20 +22,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pyproj import CRS
 
 from calliper_pipeline.cities.checks import OSM_FORMATS, osm_format_of
 from calliper_pipeline.cities.spec import ColumnMap, SnapshotSpec, filter_columns
 from calliper_pipeline.constants import COL_SOURCE_ROW
 from calliper_pipeline.errors import ConfigError, SnapshotFormatError
 from calliper_pipeline.ingest.csv_text import read_csv_text
+from calliper_pipeline.ingest.geometry_files import read_geometry_file
 from calliper_pipeline.ingest.markers import (
     COL_CLEANED,
-    COL_READ_FIELD,
-    COL_READ_RAW,
-    COL_READ_REASON,
     READ_MARKERS,
-    REASON_NOT_A_POINT,
 )
 
 # Where read_snapshot puts point coordinates of a geometry file whose ColumnMap names none.
@@ -152,7 +148,8 @@ def read_snapshot(path: Path, spec: SnapshotSpec) -> pd.DataFrame:
 
         df = read_osm(path, fmt, spec)
     else:
-        df = _read_geometry_file(path, fmt, spec.columns)
+        cx, cy = coordinate_columns(spec.columns)
+        df = read_geometry_file(path, fmt, spec.columns.source_epsg, cx, cy)
     _check_columns(df, path, spec)
     df = df.reset_index(drop=True)
     df[COL_SOURCE_ROW] = np.arange(1, len(df) + 1, dtype=np.int64)
@@ -175,7 +172,6 @@ def _read_csv(path: Path, spec: SnapshotSpec) -> pd.DataFrame:
 
 def _open_text(path: Path) -> Any:
     """The file as text, gunzipped when it starts with the gzip magic bytes."""
-    import gzip
 
     with open(path, "rb") as fh:
         magic = fh.read(2)
@@ -195,7 +191,6 @@ def read_json_lines(path: Path) -> pd.DataFrame:
         SnapshotFormatError: a line is not valid JSON or not an object (naming its line
             number), the file is not UTF-8 text or holds no object.
     """
-    import json
 
     records: list[dict[str, Any]] = []
     try:
@@ -227,94 +222,6 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         return pd.read_parquet(path)
     except Exception as exc:
         raise SnapshotFormatError(str(path), f"unreadable Parquet: {exc}") from exc
-
-
-def _read_geometry_file(path: Path, fmt: str, columns: ColumnMap) -> pd.DataFrame:
-    import geopandas as gpd
-
-    try:
-        gdf = gpd.read_parquet(path) if fmt == "geoparquet" else gpd.read_file(_geojson(path))
-    except Exception as exc:
-        raise SnapshotFormatError(str(path), f"unreadable {fmt}: {exc}") from exc
-    if not isinstance(gdf, gpd.GeoDataFrame) or gdf.geometry is None:
-        raise SnapshotFormatError(str(path), "no geometry column", field="geometry")
-    gdf = gdf.reset_index(drop=True)
-    geom = gdf.geometry
-    present = (geom.notna() & ~geom.is_empty).to_numpy()
-    bad = present & (geom.geom_type != "Point").to_numpy()
-    points = present & ~bad
-    _check_degrees(path, gdf, geom, points)
-    target = CRS.from_epsg(columns.source_epsg)
-    if gdf.crs is not None and not CRS(gdf.crs).equals(target, ignore_axis_order=True):
-        geom = geom.to_crs(target)
-    cx, cy = coordinate_columns(columns)
-    df = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
-    df[cx], df[cy] = _point_xy(geom, points)
-    if bad.any():  # kept in place (source_row stays the feature's number), marked
-        marks = ((COL_READ_REASON, REASON_NOT_A_POINT), (COL_READ_FIELD, "geometry"))
-        for col, value in marks:
-            mark = np.full(len(df), None, dtype=object)
-            mark[bad] = value
-            df[col] = mark
-        df[COL_READ_RAW] = None
-        df.loc[bad, COL_READ_RAW] = [_feature_json(gdf, int(i)) for i in np.flatnonzero(bad)]
-    return df
-
-
-#: A JSON-escaped NUL (not itself an escaped backslash followed by "u0000").
-_JSON_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
-
-
-def _geojson(path: Path) -> Any:
-    """The GeoJSON to hand to GDAL: the file, or its text with each NUL made a U+0001.
-
-    GDAL cuts a string at a NUL (``"Caf\\u0000e"`` would be read as ``"Caf"``); U+0001 keeps the
-    rest of the string, and control-character stripping then removes and counts it.
-    """
-    import io
-
-    data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    if b"\\u0000" not in data and b"\x00" not in data:
-        return path
-    return io.BytesIO(_JSON_NUL.sub(rb"\1\\u0001", data).replace(b"\x00", b"\x01"))
-
-
-def _point_xy(geom: Any, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """x and y of the point rows, NaN elsewhere."""
-    import shapely
-
-    x = np.full(len(points), np.nan)
-    y = np.full(len(points), np.nan)
-    arr = np.asarray(geom.to_numpy(), dtype=object)[points]
-    x[points] = shapely.get_x(arr)
-    y[points] = shapely.get_y(arr)
-    return x, y
-
-
-def _feature_json(gdf: pd.DataFrame, i: int) -> str:
-    geometry = gdf.geometry  # type: ignore[attr-defined]
-    props = {k: v for k, v in gdf.iloc[i].items() if k != geometry.name}
-    props["geometry_type"] = geometry.iloc[i].geom_type
-    return json.dumps(props, ensure_ascii=False, default=str)
-
-
-def _check_degrees(path: Path, gdf: Any, geom: Any, points: np.ndarray) -> None:
-    """Refuse a file whose CRS says degrees but most of whose points lie far outside them."""
-    if gdf.crs is None or not CRS(gdf.crs).is_geographic or not points.any():
-        return
-    x, y = (v[points] for v in _point_xy(geom, points))
-    off = ~((np.abs(x) <= 180) & (np.abs(y) <= 90))
-    if off.sum() * 2 > len(x):
-        raise SnapshotFormatError(
-            str(path),
-            f"{int(off.sum())} of {len(x)} points are not degrees (e.g. x={x[off][0]:.1f}, "
-            f"y={y[off][0]:.1f}), but the file's CRS is {CRS(gdf.crs).to_string()} (GeoJSON's "
-            "default when it declares none): the coordinates look projected; reproject the "
-            "file to EPSG:4326 or declare its CRS",
-            field="geometry",
-        )
 
 
 def _check_columns(df: pd.DataFrame, path: Path, spec: SnapshotSpec) -> None:
