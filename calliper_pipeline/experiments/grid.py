@@ -108,6 +108,12 @@ FIDELITY: tuple[Variant, ...] = (
         {"objective.background_fraction": 0.3},
         "2: background points as 30 % of the POIs instead of as many as the POIs, 30 epochs",
     ),
+    Variant(
+        "default+2x background",
+        presets.DEFAULT,
+        {"objective.background_fraction": 2.0},
+        "2: twice as many background points as POIs instead of as many, 30 epochs",
+    ),
 )
 
 GRIDS: dict[str, tuple[Variant, ...]] = {"fidelity": FIDELITY}
