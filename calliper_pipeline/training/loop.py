@@ -12,7 +12,8 @@ Where the time goes, and what is done about it (docs/benchmarks.md has the figur
   projects the distinct texts and scores them against the batch (:func:`loss.clip_loss_grouped`):
   mathematically the same as projecting every point's text and scoring the (B, B) matrix, at
   U/B of the cost (London: 69 distinct texts against 1,024 POIs per batch). Neighbourhood heads
-  project the (U, D) table once per batch and mix it per point.
+  project the (U, D) table once per batch and mix it per point; their (B, B) InfoNCE is one
+  fused autograd node (:func:`loss.clip_loss`), the logit scale applied to the text side.
 - The FCNet's dropout draws exactly torch's masks, faster (``networks.fast_dropout``).
 - CPU threads: with ``num_threads=None`` a few real training steps are timed at one thread and
   at one per physical core, and the faster is kept; timed again every ``THREADS_RECHECK_EPOCHS``
