@@ -111,7 +111,7 @@ def build_embedding_maps(cities: Cities) -> dg.AssetsDefinition:
         version = trained_version(context, city.key)
         queries = config.queries
         if queries is None:  # the city file's, else its most common categories
-            with duckdb.connect(read_only=True) as con:
+            with duckdb.connect(context.partition_key, read_only=True) as con:
                 queries = assessment.city_queries(city, read_city_pois(con, city.key))
         out = assessment.render_maps(
             city,
