@@ -92,7 +92,7 @@ class DataLocationResource(dg.ConfigurableResource):
     """Where inputs are read from and outputs (figures) are written."""
 
     data_root: str = Field(description="folder holding the data sets named in the city files")
-    home: str = Field(description="working store: warehouse, MLflow store, figures")
+    home: str = Field(description="working store: city store files, MLflow store, figures")
 
     @property
     def data_root_path(self) -> Path:

@@ -28,8 +28,8 @@ from jobs.origin import CLI, PYTHON_API, RUN_CITY_MODULE, door_tags
 logger = logging.getLogger("calliper.run_city")
 
 DAGSTER_YAML = """\
-# Written by jobs.run_city. DuckDB admits one writing process: the assets that open the
-# warehouse share the pool 'duckdb', one op at a time across all runs.
+# Written by jobs.run_city. DuckDB admits one writing process per file: the assets that open
+# a city's store file share the pool 'duckdb', one op at a time across all runs.
 concurrency:
   pools:
     default_limit: 1
