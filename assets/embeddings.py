@@ -46,7 +46,7 @@ def build_text_embeddings(cities: Cities) -> dg.AssetsDefinition:
 
         city = cities.spec(context.partition_key)
         encoder = text_encoder.encoder()
-        with duckdb.connect() as con:
+        with duckdb.connect(context.partition_key) as con:
             report = embedding.embed(
                 con,
                 city,
@@ -104,7 +104,7 @@ def build_embedding_checks(cities: Cities) -> list[dg.AssetChecksDefinition]:
         last = latest_materialization_metadata(context, TEXT_EMBEDDINGS, key) or {}
         variant = str(last.get("description_variant", "calliper"))
         encoder_id = str(last.get("encoder_id") or text_encoder.encoder().encoder_id)
-        with duckdb.connect(read_only=True) as con:
+        with duckdb.connect(context.partition_key, read_only=True) as con:
             cov = quality.embedding_coverage(
                 con,
                 cities.spec(key),

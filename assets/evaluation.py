@@ -82,7 +82,7 @@ def build_evaluation(cities: Cities, key: dg.AssetKey, task: str) -> dg.AssetsDe
         out = cached.outcome
         if cached.hit:
             context.log.info(f"{version.model_uri}: {task} cache hit {cached.key} (probes skipped)")
-        with duckdb.connect() as con:
+        with duckdb.connect(context.partition_key) as con:
             n_rows = results.write_evaluation(
                 con, city.key, version.name, version.version, version.run_id, out.frame
             )
@@ -213,7 +213,7 @@ def build_baselines(cities: Cities) -> dg.AssetsDefinition:
             reason = f"{city.name} has no evaluation set: no baseline to compute"
             context.log.info(f"skipped: {reason}")
             return dg.MaterializeResult(metadata=_skipped(reason))
-        with duckdb.connect() as con:
+        with duckdb.connect(context.partition_key) as con:
             out = steps_baselines.cached_baselines(
                 con, city, data.data_root_path, _baseline_config(config), log=context.log.info
             )
@@ -353,7 +353,7 @@ def build_champion(cities: Cities) -> dg.AssetsDefinition:
         task = results.parse_metric_key(config.metric)[1]
         if not has_evaluation_set(cities.spec(city_key), task):
             return _label_free_gate(context, config, mlflow, version)
-        with duckdb.connect(read_only=True) as con:
+        with duckdb.connect(context.partition_key, read_only=True) as con:
             score = results.score(con, city_key, version.name, version.version, config.metric)
         checks = blocking_checks_passed(context, city_key)
         base: dict[str, Any] = {

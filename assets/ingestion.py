@@ -87,7 +87,7 @@ def build_pois(cities: Cities) -> dg.AssetsDefinition:
         from calliper_pipeline.steps import ingest as ingestion
 
         city = cities.spec(context.partition_key)
-        with duckdb.connect() as con:
+        with duckdb.connect(context.partition_key) as con:
             out = ingestion.ingest_profiled(
                 con, city, data.data_root_path, cache_root=data.output_dir(city.key, "cache")
             )
@@ -163,7 +163,7 @@ def build_poi_checks(cities: Cities) -> list[dg.AssetChecksDefinition]:
         from calliper_pipeline.ingest import quality
 
         city = cities.spec(context.partition_key)
-        with duckdb.connect(read_only=True) as con:
+        with duckdb.connect(context.partition_key, read_only=True) as con:
             q = quality.poi_quality(con, city, data.data_root_path)
         bounds = {"bounds_m": dg.MetadataValue.json(list(q.bounds_m))}
         yield _result("pois_not_empty", q.n_pois > 0, n_pois=q.n_pois)
@@ -189,7 +189,7 @@ def build_poi_checks(cities: Cities) -> list[dg.AssetChecksDefinition]:
     ) -> dg.AssetCheckResult:
         from calliper_pipeline.ingest import quality
 
-        with duckdb.connect(read_only=True) as con:
+        with duckdb.connect(context.partition_key, read_only=True) as con:
             drift = quality.category_mix_drift(con, context.partition_key)
         meta: dict[str, Any] = {"max_tvd": config.max_tvd}
         if drift.tvd is None:
@@ -222,7 +222,7 @@ def build_poi_checks(cities: Cities) -> list[dg.AssetChecksDefinition]:
     ) -> dg.AssetCheckResult:
         from calliper_pipeline.ingest import quality
 
-        with duckdb.connect(read_only=True) as con:
+        with duckdb.connect(context.partition_key, read_only=True) as con:
             notes = quality.stored_city_warnings(con, context.partition_key)
         for note in notes:
             context.log.warning(f"{context.partition_key}: {note}")

@@ -109,7 +109,7 @@ def build_embedding_maps(cities: Cities) -> dg.AssetsDefinition:
 
         city = cities.spec(context.partition_key)
         version = trained_version(context, city.key)
-        with duckdb.connect(read_only=True) as con:
+        with duckdb.connect(context.partition_key, read_only=True) as con:
             pois = read_city_pois(con, city.key)  # outlines a bounds-only city's land
         # the run's queries, else the city file's, else its most common categories
         queries = (

@@ -42,7 +42,7 @@ def build_region_embeddings(cities: Cities) -> dg.AssetsDefinition:
 
         city = cities.spec(context.partition_key)
         version = trained_version(context, city.key)
-        with duckdb.connect(read_only=True) as con:
+        with duckdb.connect(context.partition_key, read_only=True) as con:
             pois = read_city_pois(con, city.key)  # outlines a bounds-only city's land
         out = write_region_embeddings(
             city, data.data_root_path, version, mlflow.tracking(),

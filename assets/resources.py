@@ -1,4 +1,4 @@
-"""Typed resources: the DuckDB warehouse, the frozen text encoder, data paths, MLflow tracking.
+"""Typed resources: the per-city DuckDB store, the frozen text encoder, data paths, MLflow tracking.
 
 :func:`default_resources` builds them from :mod:`calliper_pipeline.settings` (environment
 variables ``CALLIPER_HOME``, ``CALLIPER_DATA_ROOT``) plus ``CALLIPER_TEXT_ENCODER``
@@ -24,6 +24,7 @@ from pydantic import Field
 from calliper_pipeline import provenance, settings
 
 if TYPE_CHECKING:  # torch and mlflow load only when a run needs them
+    from calliper_pipeline.store.city_store import DuckDBFileStore
     from calliper_pipeline.text.encoders import TextEncoder
     from calliper_pipeline.tracking.runs import TrackingConfig
 
@@ -33,31 +34,39 @@ DUCKDB_POOL = "duckdb"  # DuckDB allows one writing process: its users share thi
 
 
 class DuckDBResource(dg.ConfigurableResource):
-    """The DuckDB warehouse file.
+    """The city store: one DuckDB file per city under ``root`` (``<root>/<city>.duckdb``).
 
-    DuckDB lets one process hold a file open for writing (and then no other process may read
-    it): the assets that use it share the ``duckdb`` pool, and a connection that meets another
-    process's lock waits for it (:func:`calliper_pipeline.store.db.connect`) until
-    ``lock_timeout_s``, then fails with a one-line ``StoreLockedError``.
+    Assets ask it for their partition's city (``duckdb.connect(city_key)``), never for a path
+    (:class:`calliper_pipeline.store.city_store.DuckDBFileStore`). DuckDB lets one process hold
+    a file open for writing: two cities never contend, and the assets share the ``duckdb`` pool
+    so that one instance does not open the same city's file from two ops at once; a connection
+    that meets another process's lock waits for it until ``lock_timeout_s``, then fails with a
+    one-line ``StoreLockedError``.
     """
 
-    path: str = Field(description="DuckDB file (created on first write)")
+    root: str = Field(description="folder of the per-city DuckDB files (created on first write)")
+    legacy_path: str = Field(
+        default="", description="an older single warehouse.duckdb to migrate cities from"
+    )
     lock_timeout_s: float = Field(default=600.0, description="wait this long for a file lock")
 
+    def store(self) -> DuckDBFileStore:
+        from calliper_pipeline.store.city_store import DuckDBFileStore
+
+        legacy = Path(self.legacy_path) if self.legacy_path else None
+        return DuckDBFileStore(Path(self.root), legacy, self.lock_timeout_s)
+
+    def path_for(self, city_key: str) -> Path:
+        """The city's DuckDB file."""
+        return self.store().path_for(city_key)
+
     @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for the block, closed afterwards."""
-        con = self._open(read_only)
-        try:
+    def connect(
+        self, city_key: str, read_only: bool = False
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to ``city_key``'s file for the block, closed afterwards."""
+        with self.store().connect(city_key, read_only=read_only) as con:
             yield con
-        finally:
-            con.close()
-
-    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        from calliper_pipeline.store.db import connect as store_connect
-
-        # the store waits for another process's lock (and says so), up to our timeout
-        return store_connect(Path(self.path), read_only=read_only, timeout_s=self.lock_timeout_s)
 
 
 @functools.cache
@@ -83,7 +92,7 @@ class DataLocationResource(dg.ConfigurableResource):
     """Where inputs are read from and outputs (figures) are written."""
 
     data_root: str = Field(description="folder holding the data sets named in the city files")
-    home: str = Field(description="working store: warehouse, MLflow store, figures")
+    home: str = Field(description="working store: city store files, MLflow store, figures")
 
     @property
     def data_root_path(self) -> Path:
@@ -137,11 +146,12 @@ def local_resources(
     tracking_uri: str = "",
     mlflow_ui: str = "",
 ) -> dict[str, Any]:
-    """Resources rooted at ``s.home``: warehouse, figures and (without a tracking URI) the
+    """Resources rooted at ``s.home``: the city store, figures and (without a tracking URI) the
     local MLflow store all live there; inputs come from ``s.data_root``. ``mlflow_ui``: see
     :attr:`MlflowResource.ui_url`."""
+    store = s.store()
     return {
-        "duckdb": DuckDBResource(path=str(s.warehouse)),
+        "duckdb": DuckDBResource(root=str(store.root), legacy_path=str(store.legacy or "")),
         "text_encoder": TextEncoderResource(name=text_encoder, device=text_device),
         "data": DataLocationResource(data_root=str(s.data_root), home=str(s.home)),
         "mlflow": MlflowResource(

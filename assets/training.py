@@ -65,7 +65,7 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
         city = cities.spec(context.partition_key)
         run_cfg = config.run_config()
         encoder_id = text_encoder.encoder().encoder_id
-        with duckdb.connect(read_only=True) as con:
+        with duckdb.connect(context.partition_key, read_only=True) as con:
             inputs = training_inputs(
                 con, city, data.data_root_path, encoder_id, run_cfg,
                 cache_dir=data.output_dir(city.key, "cache", "targets"),

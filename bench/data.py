@@ -1,7 +1,7 @@
 """Benchmark inputs: London (ingested into a bench-only store) and synthetic snapshots.
 
 The bench store lives in ``.calliper/bench`` (ignored by git), never in the pipeline's own
-``.calliper/warehouse.duckdb``, which a running ``calliper run`` keeps locked.
+per-city files (``.calliper/store/<city>.duckdb``), which a running ``calliper run`` keeps locked.
 
 ``london_bundle()`` gathers everything training and evaluation need as plain arrays and caches
 them in one ``.npz`` (a few MB): prepared coordinates, text index and table, the model spec, and
@@ -114,13 +114,14 @@ def london_bundle(
     from calliper_pipeline.steps import embed as embedding
     from calliper_pipeline.steps import ingest as ingestion
     from calliper_pipeline.steps.assess import evaluation_sets
+    from calliper_pipeline.store.city_store import for_home
     from calliper_pipeline.store.db import connect
     from calliper_pipeline.text.encoders import build_text_encoder
     from calliper_pipeline.training.inputs import training_inputs
 
     s = from_env()
     city = get_city("london")
-    con = connect(BENCH_HOME / "warehouse.duckdb")
+    con = connect(for_home(BENCH_HOME).path_for(city.key))
     try:
         log("bench data: ingesting London into the bench store")
         ingestion.ingest(con, city, s.data_root)
@@ -174,6 +175,7 @@ def london_texts(variant: str = "calliper_plus") -> list[str]:
     from calliper_pipeline.cities.spec import get_city
     from calliper_pipeline.config import DescriptionConfig
     from calliper_pipeline.ingest.descriptions import describe_frame
+    from calliper_pipeline.store.city_store import for_home
     from calliper_pipeline.store.db import connect
     from calliper_pipeline.store.pois import read_city_pois
 
@@ -181,7 +183,7 @@ def london_texts(variant: str = "calliper_plus") -> list[str]:
     for attempt in range(2):
         if attempt:
             london_bundle(refresh=True)  # (re)ingests London into the bench store
-        con = connect(BENCH_HOME / "warehouse.duckdb")
+        con = connect(for_home(BENCH_HOME).path_for(city.key))
         try:
             pois = read_city_pois(con, city.key)
         finally:

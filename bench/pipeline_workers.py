@@ -187,7 +187,6 @@ def run_all(p: dict[str, Any]) -> dict[str, Any]:
 
     from calliper_pipeline import settings
     from calliper_pipeline.store import metrics as results
-    from calliper_pipeline.store.db import connect
     from jobs import run_city
     from jobs.cli.commands import training_overrides
     from jobs.cli.parser import build_parser
@@ -226,7 +225,7 @@ def run_all(p: dict[str, Any]) -> dict[str, Any]:
         for step, sec in run_city.step_seconds(home, run_id).items():
             stage_seconds[f"{step}[{variant}]" if len(new) > 1 else step] = sec
     meta = training[new[0]]
-    with connect(s.warehouse, read_only=True) as con:
+    with s.store().connect(args.city, read_only=True) as con:
         ours = results.read_evaluation(
             con, args.city, str(meta["model_name"]), str(meta["model_version"]), "random"
         )

@@ -4,7 +4,8 @@ Only the command line and the Dagster resources call this; library functions tak
 
 - ``CALLIPER_DATA_ROOT``: folder holding the data sets named in the city files
   (default: ``../shared/data`` beside the repository).
-- ``CALLIPER_HOME``: the working store: DuckDB warehouse, MLflow store, Dagster instance, models
+- ``CALLIPER_HOME``: the working store: one DuckDB file per city (``store/<city>.duckdb``),
+  MLflow store, Dagster instance, models
   (default: ``.calliper`` in the repository).
 - ``CALLIPER_CITIES``: extra city TOML files or folders, separated by ``os.pathsep``.
 """
@@ -15,6 +16,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from calliper_pipeline.store.city_store import DuckDBFileStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,10 +30,11 @@ class Settings:
     home: Path
     city_files: tuple[Path, ...] = ()
 
-    @property
-    def warehouse(self) -> Path:
-        """The DuckDB file."""
-        return self.home / "warehouse.duckdb"
+    def store(self) -> DuckDBFileStore:
+        """The city store: ``<home>/store/<city>.duckdb`` (see :mod:`.store.city_store`)."""
+        from calliper_pipeline.store.city_store import for_home
+
+        return for_home(self.home)
 
     @property
     def models_dir(self) -> Path:

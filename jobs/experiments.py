@@ -1,6 +1,6 @@
 """``calliper experiment``: run or resume an ablation grid and write its table.
 
-The grid's cells are stored in the city's DuckDB warehouse as they finish (a stopped grid
+The grid's cells are stored in the city's DuckDB file as they finish (a stopped grid
 resumes), logged to MLflow as child runs of one parent run per grid, and summarised as a
 Markdown section of ``--results`` (e.g. docs/results.md) with the command, commit, machine and
 the grep-able lines for the default configuration and its strongest baselines.
@@ -21,7 +21,6 @@ from calliper_pipeline.experiments import grid as grids
 from calliper_pipeline.experiments import runner, table
 from calliper_pipeline.provenance import git_commit, machine_description
 from calliper_pipeline.settings import REPO_ROOT, Settings
-from calliper_pipeline.store.db import connect
 from calliper_pipeline.text.encoders import build_text_encoder
 
 logger = logging.getLogger("calliper.experiments")
@@ -70,7 +69,7 @@ def run(
         encoder=build_text_encoder(encoder_name), seeds=seeds,
         cache_dir=s.home / "cache" / "targets", overrides=dict(overrides or {}),
     )  # fmt: skip
-    with connect(s.warehouse) as con:
+    with s.store().connect(city.key) as con:
         rows = runner.run_grid(con, spec, variants, with_baselines, log=logger.info)
     if tracking is not None:
         n = log_grid(tracking, experiment, city.key, rows)

@@ -21,7 +21,6 @@ from PIL import Image
 from calliper_pipeline import settings
 from calliper_pipeline.cities.spec import get_city, load_city_registry
 from calliper_pipeline.errors import ConfigError
-from calliper_pipeline.store.db import connect
 from calliper_pipeline.store.pois import read_city_pois
 from calliper_pipeline.text.encoders import build_text_encoder
 from calliper_pipeline.tracking.registry import RegisteredVersion
@@ -85,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     require_existing_store(tracking)
     version = resolve_version(tracking, args.model or f"models:/calliper_{city.key}@champion")
     uri = version.model_uri
-    with connect(s.warehouse, read_only=True) as con:
+    with s.store().connect(city.key, read_only=True) as con:
         pois = read_city_pois(con, city.key)
     encoder_id = load_registered_model(tracking, uri).spec.text_encoder_id
     encoder = build_text_encoder("hashing" if encoder_id.startswith("hashing") else "minilm")

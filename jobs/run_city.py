@@ -28,8 +28,8 @@ from jobs.origin import CLI, PYTHON_API, RUN_CITY_MODULE, door_tags
 logger = logging.getLogger("calliper.run_city")
 
 DAGSTER_YAML = """\
-# Written by jobs.run_city. DuckDB admits one writing process: the assets that open the
-# warehouse share the pool 'duckdb', one op at a time across all runs.
+# Written by jobs.run_city. DuckDB admits one writing process per file: the assets that open
+# a city's store file share the pool 'duckdb', one op at a time across all runs.
 concurrency:
   pools:
     default_limit: 1
@@ -206,7 +206,6 @@ def write_report(
     from assets.evaluation import _baseline_config
     from calliper_pipeline.cities.spec import get_city, load_city_registry
     from calliper_pipeline.steps.report import city_report
-    from calliper_pipeline.store.db import connect
     from jobs.cli.results import write_section
 
     s = s or settings.from_env()
@@ -224,7 +223,7 @@ def write_report(
             seconds[f"{step}[{variant}]"] = sec
     baseline_cfg = _baseline_config(evaluation or EvaluationConfig())  # as the asset keyed them
     title = f"{city.name}: `{preset}` preset, through Dagster"
-    with connect(s.warehouse) as con:
+    with s.store().connect(city_key) as con:
         report = city_report(
             con, city, s.data_root, versions, baseline_cfg, seconds, lines, command,
             settings.REPO_ROOT, title, figures=figures, gates=gates,

@@ -70,14 +70,20 @@ def heldout_measures(
     cfg: TrainConfig,
     retrieval: RetrievalFn,
     incumbent: tuple[str, CalliperModel] | None,
+    candidate_val_loss: float | None = None,
 ) -> HeldOut:
     """Both measures for the candidate and, where comparable, for ``incumbent`` (version,
-    model); ``retrieval(model)`` scores a model on the held-out POIs' cells."""
+    model); ``retrieval(model)`` scores a model on the held-out POIs' cells.
+    ``candidate_val_loss``: the candidate's loss on these held-out points when training
+    already measured it (its best epoch's validation loss, the weights it returned); a
+    pass over every point is then saved. Recomputed when None or not finite."""
 
     def recall(model: CalliperModel) -> float:
         return float(retrieval(model).get("recall_at_1pct", math.nan))
 
-    loss = model_heldout_loss(candidate, inputs, cfg)
+    known = candidate_val_loss is not None and math.isfinite(candidate_val_loss)
+    loss = candidate_val_loss if known else model_heldout_loss(candidate, inputs, cfg)
+    assert loss is not None
     out = HeldOut(val_loss=loss, recall_at_1pct=recall(candidate), n_points=_n_val(inputs, cfg))
     if incumbent is None:
         return out
@@ -118,15 +124,17 @@ def measure_against_champion(
     retrieval: RetrievalFn,
     tracking: TrackingConfig,
     city: str,
+    candidate_val_loss: float | None = None,
 ) -> HeldOut:
-    """:func:`heldout_measures` against the city's current champion. A champion that cannot
-    be loaded is noted (the gate then refuses), not raised: training has succeeded."""
+    """:func:`heldout_measures` against the city's current champion (``candidate_val_loss``:
+    see there). A champion that cannot be loaded is noted (the gate then refuses), not
+    raised: training has succeeded."""
     try:
         incumbent = champion_model(tracking, city)
     except Exception as exc:  # a broken champion must not fail the candidate's training
         version = champion_version(tracking, city)
         logger.warning("could not load champion v%s of %s: %s", version, city, exc)
-        out = heldout_measures(candidate, inputs, cfg, retrieval, None)
+        out = heldout_measures(candidate, inputs, cfg, retrieval, None, candidate_val_loss)
         note = f"could not load it: {type(exc).__name__}: {exc}"[:300]
         return HeldOut(out.val_loss, out.recall_at_1pct, out.n_points, version, note=note)
-    return heldout_measures(candidate, inputs, cfg, retrieval, incumbent)
+    return heldout_measures(candidate, inputs, cfg, retrieval, incumbent, candidate_val_loss)

@@ -85,9 +85,10 @@ def validation_retrieval(
     keep = cell_idx >= 0
     if not keep.any():
         return {}
-    text = inputs.text_table[inputs.text_index[val_idx[keep]]]
-    loc = cell_embeddings(model, cells)
-    metrics = retrieval_metrics(model, text, cell_idx[keep], loc)
+    loc = cell_embeddings(model, cells)  # POIs share texts: each distinct text scored once
+    metrics = retrieval_metrics(
+        model, inputs.text_table, cell_idx[keep], loc, text_index=inputs.text_index[val_idx[keep]]
+    )
     # "recall@1%" -> "recall_at_1pct": one spelling that MLflow keys and Dagster labels accept
     return {k.replace("@", "_at_").replace("%", "pct"): v for k, v in metrics.items()}
 
@@ -211,7 +212,9 @@ def train_and_register(
         retrieval, curve_png = _log_summary(
             handle, result, inputs, city, data_root, run_cfg, out_dir, cells
         )
-        heldout = _measure_heldout(handle, result.model, inputs, run_cfg, cells, retrieval, log)
+        heldout = _measure_heldout(
+            handle, result.model, inputs, run_cfg, cells, (retrieval, result.best_val_loss), log
+        )
         if log is not None:
             log(f"logging and registering the model of run {handle.run_id}")
         version = registry.log_and_register_model(handle, result.model, city.key)
@@ -246,17 +249,21 @@ def _measure_heldout(
     inputs: TrainingInputs,
     run_cfg: RunConfig,
     cells: pd.DataFrame,
-    retrieval: dict[str, float],
+    measured: tuple[dict[str, float], float],
     log: LogFn | None,
 ) -> HeldOut:
-    """The label-free gate's measures (:mod:`.heldout`), logged as ``heldout.*`` metrics."""
+    """The label-free gate's measures (:mod:`.heldout`), logged as ``heldout.*`` metrics;
+    ``measured``: the candidate's validation retrieval and best validation loss, which
+    training has already computed on the same held-out points."""
     from calliper_pipeline.steps.heldout import measure_against_champion
+
+    retrieval, val_loss = measured
 
     def score(m: CalliperModel) -> dict[str, float]:
         return retrieval if m is model else validation_retrieval(m, inputs, cells, run_cfg.train)
 
     heldout = measure_against_champion(
-        model, inputs, run_cfg.train, score, handle.tracking, handle.city
+        model, inputs, run_cfg.train, score, handle.tracking, handle.city, val_loss
     )
     numbers = {k: getattr(heldout, k) for k in ("val_loss", "recall_at_1pct",
                "incumbent_val_loss", "incumbent_recall_at_1pct")}  # fmt: skip

@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_LOCK_TIMEOUT_S = 600.0
 _LOCK_TIMEOUT_ENV = "CALLIPER_LOCK_TIMEOUT_S"
 _POLL_S = 0.2
+#: What :func:`connect` logs (once) when it has to wait for another process's lock.
+WAITING = "is in use by another process; waiting"
 
 
 def lock_timeout_s() -> float:
@@ -82,9 +84,7 @@ def connect(
                     f"for {limit:.0f} s; wait for it to finish or raise {_LOCK_TIMEOUT_ENV}"
                 ) from None
             if not waited:
-                logger.warning(
-                    "%s is in use by another process; waiting up to %.0f s for it", path, limit
-                )
+                logger.warning("%s %s up to %.0f s for it", path, WAITING, limit)
                 waited = True
             time.sleep(_POLL_S)
             continue

@@ -18,7 +18,6 @@ from calliper_pipeline.cities.spec import CitySpec, load_city_registry
 from calliper_pipeline.config import ProbeConfig, RunConfig
 from calliper_pipeline.errors import ConfigError
 from calliper_pipeline.settings import REPO_ROOT, Settings
-from calliper_pipeline.store.db import connect
 from calliper_pipeline.text.encoders import build_text_encoder
 
 if TYPE_CHECKING:
@@ -81,11 +80,11 @@ def cities(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) 
 def ingest(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -> int:
     from calliper_pipeline.steps.ingest import ingest as run_ingest
 
-    with connect(s.warehouse) as con:
+    with s.store().connect(city.key) as con:
         report = run_ingest(con, city, s.data_root)
     print(
         f"{city.key}: {report.summary()} (EPSG:{report.metric_epsg}, {report.seconds:.1f} s) "
-        f"-> {s.warehouse}"
+        f"-> {s.store().path_for(city.key)}"
     )
     for note in report.warnings:
         print(f"calliper ingest: warning: {city.key}: {note}", file=sys.stderr)
@@ -97,7 +96,7 @@ def embed_texts(args: argparse.Namespace, s: Settings, city: CitySpec, command: 
 
     cfg = run_config(args)
     encoder = build_text_encoder(args.text_encoder)
-    with connect(s.warehouse) as con:
+    with s.store().connect(city.key) as con:
         rep = embed(con, city, encoder, cfg.description, show_progress=True)
     print(
         f"{city.key} [{args.variant}]: {rep.n_distinct:,} distinct texts, {rep.n_embedded:,} "
@@ -122,7 +121,7 @@ def train(args: argparse.Namespace, s: Settings, city: CitySpec, command: str) -
         return _launch_workers(args.nproc, args.argv)
     world = distributed.init_from_env(cfg.train.device)
     encoder_id = build_text_encoder(args.text_encoder).encoder_id
-    with connect(s.warehouse, read_only=True) as con:
+    with s.store().connect(city.key, read_only=True) as con:
         inputs = training_inputs(con, city, s.data_root, encoder_id, cfg)
     checkpoints = {
         "checkpoint_dir": s.checkpoints_dir / city.key / args.variant,
@@ -179,7 +178,7 @@ def evaluate(args: argparse.Namespace, s: Settings, city: CitySpec, command: str
         if out is None:
             print(f"{city.key} has no {task} evaluation set")
             continue
-        with connect(s.warehouse) as con:
+        with s.store().connect(city.key) as con:
             metrics.write_evaluation(
                 con, city.key, version.name, version.version, version.run_id, out.frame
             )
@@ -247,9 +246,11 @@ def _stored_pois(s: Settings, city_key: str) -> pd.DataFrame | None:
     """The city's ingested POIs (they outline a bounds-only city's cells), None if not stored."""
     from calliper_pipeline.store.pois import read_city_pois
 
-    if not s.warehouse.exists():
+    store = s.store()
+    legacy = store.legacy is not None and Path(store.legacy).exists()
+    if not store.path_for(city_key).exists() and not legacy:
         return None
-    with connect(s.warehouse, read_only=True) as con:
+    with store.connect(city_key, read_only=True) as con:
         return read_city_pois(con, city_key)
 
 

@@ -54,7 +54,7 @@ def test_promotion_direction_follows_the_task() -> None:
 
 
 def test_duckdb_resource_waits_for_another_process_lock(tmp_path: Path) -> None:
-    path = tmp_path / "w.duckdb"
+    path = tmp_path / "town.duckdb"  # the city "town"'s file in the store folder tmp_path
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -68,11 +68,15 @@ def test_duckdb_resource_waits_for_another_process_lock(tmp_path: Path) -> None:
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
-        impatient = DuckDBResource(path=str(path), lock_timeout_s=0.3)
-        with pytest.raises(StoreLockedError), impatient.connect(read_only=True):
+        impatient = DuckDBResource(root=str(tmp_path), lock_timeout_s=0.3)
+        assert impatient.path_for("town") == path
+        with pytest.raises(StoreLockedError), impatient.connect("town", read_only=True):
             pass
+        with impatient.connect("other") as con:  # another city's file is not locked
+            con.execute("CREATE TABLE u AS SELECT 2 AS y")
         start = time.monotonic()
-        with DuckDBResource(path=str(path), lock_timeout_s=30).connect(read_only=True) as con:
+        patient = DuckDBResource(root=str(tmp_path), lock_timeout_s=30)
+        with patient.connect("town", read_only=True) as con:
             assert con.execute("SELECT x FROM t").fetchall() == [(1,)]
         assert time.monotonic() - start > 0.2
     finally:

@@ -27,7 +27,6 @@ from calliper_pipeline import presets, settings
 from calliper_pipeline.constants import EVALUATION_TABLE, POI_COLUMNS
 from calliper_pipeline.hashing import file_hash
 from calliper_pipeline.store import pois as store
-from calliper_pipeline.store.db import connect
 from calliper_pipeline.store.schema import MIX_TABLE
 from calliper_pipeline.tracking import serving
 from calliper_pipeline.tracking.runs import TrackingConfig
@@ -146,7 +145,7 @@ def test_pois_metadata_and_tables(chain: Chain) -> None:
     assert meta["preview"].startswith(f"**{N_POIS:,} POIs** of ")
     mat = chain.first.asset_materializations_for_node("pois")[0]
     assert mat.tags["dagster/data_version"] == chain.first_hash
-    with connect(chain.resources["duckdb"].path, read_only=True) as con:
+    with chain.resources["duckdb"].connect(CITY, read_only=True) as con:
         assert len(store.read_city_pois(con, CITY)) == N_POIS
         assert len(store.read_quarantine(con, CITY)) == sum(BAD_ROWS.values())
         (ingests,) = con.execute(f"SELECT count(DISTINCT ingest_id) FROM {MIX_TABLE}").fetchone()
@@ -223,7 +222,7 @@ def test_evaluations_use_the_exact_version_and_land_in_duckdb(chain: Chain) -> N
     # the preview puts our headline metric beside the best baseline's (cached rows included)
     assert "random split: ours **" in luc["preview"] and "best baseline (" in luc["preview"]
     assert "n/a" not in luc["preview"] + sdm["preview"]
-    with connect(chain.resources["duckdb"].path, read_only=True) as con:
+    with chain.resources["duckdb"].connect(CITY, read_only=True) as con:
         rows = con.execute(
             f"SELECT task, count(*) FROM {EVALUATION_TABLE} WHERE city = ? AND model_version = '1' "
             "GROUP BY task ORDER BY task",
@@ -249,7 +248,7 @@ def test_embedding_maps_are_attached_and_written(chain: Chain) -> None:
 
     meta = chain.metadata("embedding_maps")
     # no queries configured: the synthetic city's three most common categories
-    with connect(chain.resources["duckdb"].path, read_only=True) as con:
+    with chain.resources["duckdb"].connect(CITY, read_only=True) as con:
         pois = store.read_city_pois(con, CITY)  # the second run changed one POI of 1,200
     top = pois["category"].value_counts().index[:3].str.lower().tolist()
     assert [q.split(",")[0] for q in meta["queries"]] == [f"A place of {c}" for c in top]

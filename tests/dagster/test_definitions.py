@@ -115,7 +115,8 @@ def test_default_resources_follow_the_environment(tmp_path: Path) -> None:
         "CALLIPER_TEXT_ENCODER": "hashing",
     }
     res = default_resources(env=env)
-    assert res["duckdb"].path == str(tmp_path / "h" / "warehouse.duckdb")
+    assert res["duckdb"].path_for("x") == tmp_path / "h" / "store" / "x.duckdb"
+    assert res["duckdb"].legacy_path == str(tmp_path / "h" / "warehouse.duckdb")
     assert res["data"].data_root == str(tmp_path / "d")
     assert res["text_encoder"].name == "hashing"
     tracking = res["mlflow"].tracking()

@@ -1,5 +1,5 @@
 """One code path, whichever door: ``calliper run`` and a direct :func:`materialize_city` run the
-same Dagster job against the same instance, MLflow registry and warehouse, and train the same
+same Dagster job against the same instance, MLflow registry and city store, and train the same
 model (training is seeded).
 
 The module fixture builds a synthetic city and runs, in order, on one CALLIPER_HOME:
@@ -112,7 +112,7 @@ def test_every_door_succeeds_and_is_recorded_in_the_instance(doors: Doors) -> No
     assert all(r.tags[USER_TAG] == r.tags[LAUNCHED_BY] for r in runs)
     assert (doors.home / "dagster" / "dagster.yaml").exists()
     # the CLI's --home reached the job: nothing went to the repository's default home
-    assert (doors.home / "warehouse.duckdb").exists()
+    assert (doors.home / "store" / f"{CITY}.duckdb").exists()
 
 
 def test_each_run_registered_a_version(doors: Doors) -> None:

@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 
 from calliper_pipeline.store import pois as store
-from calliper_pipeline.store.db import connect
+from calliper_pipeline.store.city_store import for_home
 from jobs.cli.parser import build_parser, main
 from jobs.cli.results import write_section
 from jobs.origin import LAUNCHED_BY, RUN_CITY_MODULE, USER_TAG
@@ -59,7 +59,7 @@ def test_cli_chain(city_dir: Path, tmp_path: Path, capsys):
     assert main(["evaluate", *args, "--model", model, "--seeds", "42"]) == 0
     table = capsys.readouterr().out
     assert "| luc |" in table and "| sdm |" in table and "| f1 |" in table, table
-    with connect(tmp_path / "warehouse.duckdb", read_only=True) as con:
+    with for_home(tmp_path).connect("synthetic", read_only=True) as con:
         assert len(store.read_city_pois(con, "synthetic")) == 600
 
 

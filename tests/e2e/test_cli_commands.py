@@ -16,7 +16,7 @@ import pytest
 
 from calliper_pipeline.store import metrics
 from calliper_pipeline.store import pois as store
-from calliper_pipeline.store.db import connect
+from calliper_pipeline.store.city_store import for_home
 from calliper_pipeline.tracking.runs import TrackingConfig, default_tracking
 from jobs.cli.parser import main
 from tests.support.synthetic import CENTRE_WGS84, make_synthetic_city
@@ -71,7 +71,7 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
 
 def test_ingest_stores_the_pois(cli: Cli) -> None:
     assert f"{CITY}: {N_POIS:,} rows read, {N_POIS:,} valid" in cli.out["ingest"]
-    with connect(cli.home / "warehouse.duckdb", read_only=True) as con:
+    with for_home(cli.home).connect(CITY, read_only=True) as con:
         assert len(store.read_city_pois(con, CITY)) == N_POIS
 
 
@@ -100,7 +100,7 @@ def test_train_registers_a_candidate_version(cli: Cli) -> None:
 def test_evaluate_writes_both_protocols_to_duckdb(cli: Cli) -> None:
     out = cli.run("evaluate", "--model", f"models:/{MODEL}/1", "--seeds", "42")
     assert "luc" in out and "sdm" in out
-    with connect(cli.home / "warehouse.duckdb", read_only=True) as con:
+    with for_home(cli.home).connect(CITY, read_only=True) as con:
         rows = metrics.read_evaluation(con, CITY, MODEL, "1")
     assert set(rows["protocol"]) == {"random", "blocks"}
     assert set(rows["task"]) == {"luc", "sdm"} and set(rows["probe"]) == {"linear", "mlp"}

@@ -24,7 +24,7 @@ import pytest
 
 from calliper_pipeline.constants import COL_GROUP
 from calliper_pipeline.store import pois as store
-from calliper_pipeline.store.db import connect
+from calliper_pipeline.store.city_store import for_home
 from tests.support.osm import write_osm
 from tests.support.own_city import (
     Own,
@@ -112,7 +112,7 @@ def own(written: tuple) -> Own:
 def test_both_runs_succeed_and_ingest_every_poi_of_the_extract(written: tuple) -> None:
     own, counts = written
     assert own.statuses == [0], own.out
-    with connect(own.home / "warehouse.duckdb", read_only=True) as con:
+    with for_home(own.home).connect(KEY, read_only=True) as con:
         pois = store.read_city_pois(con, KEY)
         quarantine = store.read_quarantine(con, KEY)
         log = store.latest_ingest(con, KEY)

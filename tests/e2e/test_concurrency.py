@@ -1,6 +1,7 @@
 """Two cities at once through two processes on one CALLIPER_HOME: each ingests, embeds its
 texts and trains (registering in the shared MLflow store); both finish, neither fails on the
-other's DuckDB lock, and each city's store holds exactly its own POIs."""
+other's DuckDB lock (each city has its own file, so neither waits for a lock at all), and each
+city's file holds exactly its own POIs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from calliper_pipeline.store import pois as store
-from calliper_pipeline.store.db import connect
+from calliper_pipeline.store.city_store import for_home
+from calliper_pipeline.store.db import WAITING
 from tests.support.paths import REPO_ROOT
 from tests.support.synthetic import make_synthetic_city
 
@@ -51,7 +53,12 @@ def test_two_cities_in_two_processes(tmp_path: Path):
     for key, p in procs.items():
         assert p.returncode == 0, outputs[key]
         assert "IOException" not in outputs[key] and "Traceback" not in outputs[key]
+        assert WAITING not in outputs[key], outputs[key]  # never waited for a lock
         assert f"models:/calliper_{key}/1 (alias candidate)" in outputs[key], outputs[key]
-    with connect(home / "warehouse.duckdb", read_only=True) as con:
-        for key, n in counts.items():
+    city_store = for_home(home)
+    assert city_store.cities() == sorted(counts)
+    for key, n in counts.items():
+        with city_store.connect(key, read_only=True) as con:
             assert len(store.read_city_pois(con, key)) == n
+            other = next(k for k in counts if k != key)
+            assert store.read_city_pois(con, other).empty

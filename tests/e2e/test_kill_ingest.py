@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from calliper_pipeline.store import pois as store
+from calliper_pipeline.store.city_store import for_home
 from calliper_pipeline.store.db import connect, table_exists
 from jobs.cli.parser import main
 from tests.support.paths import REPO_ROOT
@@ -25,8 +26,8 @@ N_POIS = 60_000
 
 
 def _snapshot(home: Path) -> tuple[int, list[str]]:
-    """(POIs stored, their ids sorted) of the city in ``home``'s warehouse (0, [] if none)."""
-    path = home / "warehouse.duckdb"
+    """(POIs stored, their ids sorted) of the city in ``home``'s store (0, [] if none)."""
+    path = for_home(home).path_for("synthetic")
     if not path.exists():
         return 0, []
     with connect(path, read_only=True) as con:

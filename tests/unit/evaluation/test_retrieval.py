@@ -163,6 +163,22 @@ def test_ties_pessimistic_or_average() -> None:
         true_cell_ranks(model, texts, np.array([-1]), cells)
 
 
+@pytest.mark.parametrize("ties", ["pessimistic", "average"])
+def test_shared_texts_are_ranked_once_each_with_the_same_ranks(ties: str) -> None:
+    # 200 cells at 40 distinct angles (so many exact ties); 500 POIs share 7 texts
+    rng = np.random.default_rng(0)
+    model, cells = _angle_model(list(rng.integers(0, 40, 200) * 9.0))
+    table = np.array([_unit(a) for a in (0, 33, 90, 181, 270, 300, 359)], np.float32)
+    rows = rng.integers(0, len(table), 500)
+    truth = rng.integers(0, len(cells), 500)
+    per_poi = true_cell_ranks(model, table[rows], truth, cells, ties=ties)  # type: ignore[arg-type]
+    shared = true_cell_ranks(model, table, truth, cells, ties=ties, text_index=rows, chunk_size=3)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(shared, per_poi)
+    assert per_poi.min() >= 1 and per_poi.max() <= 200 and len(np.unique(per_poi)) > 20
+    with pytest.raises(ValueError, match="text_index"):
+        true_cell_ranks(model, table, truth, cells, text_index=rows + 7)
+
+
 def test_recall_uses_at_least_one_cell() -> None:
     m = recall_metrics(np.array([1.0, 2.0, 151.0, 152.0]), n_cells=15_041)
     assert m["recall@1%"] == 0.75  # top 1 % of 15,041 cells = 151 cells

@@ -75,6 +75,9 @@ def test_first_version_is_promoted_with_no_champion(trained: Trained) -> None:
     assert h1 is not None and h1.incumbent_version is None
     assert math.isfinite(h1.val_loss) and 0.0 <= h1.recall_at_1pct <= 1.0
     assert h1.n_points == 60  # 10 % of 600 POIs (the paper preset has no background points)
+    # training's best validation loss is reused, not recomputed: the same number (and the
+    # recomputation, which measures the champion in the next test, agrees with it)
+    assert h1.val_loss == trained.outcomes[1].best_val_loss
     mv = _version(trained, 1)
     assert mv.tags["promotion.decision"] == "promoted"
     assert mv.tags["promotion.gate"] == label_free.GATE
