@@ -102,4 +102,4 @@ class DaskStepExecutor(dg.Executor):
 )
 def dask_step_executor(init_context: dg.InitExecutorContext) -> DaskStepExecutor:
     """Every step a task on the Dask scheduler at ``address`` (see the module's docstring)."""
-    return DaskStepExecutor(init_context.executor_config["address"])
+    return DaskStepExecutor(str(init_context.executor_config["address"]))
