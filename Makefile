@@ -10,7 +10,7 @@ FIND_LINKS := $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),)
 CITY ?= london
 PORT ?= 5001
 
-.PHONY: setup run test test-slow test-all lint bench dagster mlflow-ui serve clean
+.PHONY: setup run test test-slow test-all test-cluster lint bench dagster mlflow-ui serve clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,17 @@ test-slow: setup
 	$(PY) -m pytest -q -m slow
 
 test-all: test test-slow
+
+# The cluster deployment of deploy/ on this machine (a throwaway Postgres, MLflow server, Dagster
+# webserver + daemon + code server, Dask scheduler + worker), then the 2-process DDP tests.
+# Needs PostgreSQL's initdb/pg_ctl (CALLIPER_PG_BIN); see docs/scale.md.
+test-cluster: $(VENV)/.installed-cluster
+	$(PY) -m pytest -q --cluster tests/cluster \
+		tests/unit/training/test_distributed.py tests/e2e/test_distributed_cli.py
+
+$(VENV)/.installed-cluster: $(STAMP)
+	$(UV) pip install --python $(PY) $(FIND_LINKS) -c requirements.lock -e '.[dev,cluster]'
+	touch $@
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -11,7 +11,9 @@ When things run:
 - on demand: job ``city_refresh`` (observe + the whole chain of a partition) and ``retrain``
   (``calliper_model`` and everything downstream of it).
 
-Every run carries the tag ``calliper/launched_by`` (see :mod:`jobs.origin`).
+Every run carries the tag ``calliper/launched_by`` (see :mod:`jobs.origin`). The steps run on
+Dagster's default executor, or on a Dask cluster when ``CALLIPER_DASK_SCHEDULER`` names one
+(see :mod:`jobs.executors` and ``docs/scale.md``).
 
 ``workspace.yaml`` loads this module; ``defs`` is built from the environment (see
 :mod:`calliper_pipeline.settings` and :func:`assets.resources.default_resources`).
@@ -29,6 +31,7 @@ from assets.resources import default_resources
 from assets.training import CALLIPER_MODEL
 from calliper_pipeline import settings
 from calliper_pipeline.cities.spec import CitySpec, load_city_registry
+from jobs.executors import executor_from_env
 from jobs.origin import LAUNCHED_BY, SCHEDULE, SENSOR, WEBSERVER
 
 OBSERVE_JOB = "poi_snapshot_observation"
@@ -58,8 +61,11 @@ def build_definitions(
     s: settings.Settings | None = None,
     specs: Mapping[str, CitySpec] | None = None,
     resources: Mapping[str, Any] | None = None,
+    executor: Any | None = None,
 ) -> dg.Definitions:
-    """Definitions for a city registry (default: built-in cities plus ``s.city_files``)."""
+    """Definitions for a city registry (default: built-in cities plus ``s.city_files``).
+    ``executor``: the jobs' executor (default: :func:`jobs.executors.executor_from_env`, which
+    is Dagster's own unless ``CALLIPER_DASK_SCHEDULER`` is set)."""
     s = s or settings.from_env()
     specs = specs if specs is not None else load_city_registry(s.city_files)
     graph = build_city_assets(specs)
@@ -103,6 +109,7 @@ def build_definitions(
         schedules=schedules,
         sensors=[automation],
         resources=dict(resources) if resources is not None else default_resources(s),
+        executor=executor if executor is not None else executor_from_env(),
     )
 
 

@@ -25,22 +25,12 @@ from jobs.definitions import (
 )
 from jobs.origin import LAUNCHED_BY, MAKE_RUN, PYTHON_API, SCHEDULE, SENSOR, USER_TAG, WEBSERVER
 from jobs.run_city import materialize_city
-from tests.support.graph import CHAIN_ASSETS
+from tests.support.graph import CHAIN_ASSETS, CHAIN_CHECKS
 from tests.support.paths import REPO_ROOT
 from tests.support.synthetic import make_synthetic_city
 
 ASSET_KEYS = {"poi_snapshot", *CHAIN_ASSETS}
 Built = tuple[dg.Definitions, CitySpec]  # definitions with london + a synthetic city, its spec
-CHECK_NAMES = {
-    "pois_not_empty",
-    "pois_have_unique_ids",
-    "pois_within_city_bounds",
-    "pois_have_descriptions",
-    "pois_category_mix_stable",
-    "pois_not_degenerate",
-    "text_embeddings_cover_every_text",
-    "text_embeddings_are_finite",
-}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +56,7 @@ def test_defs_hold_the_graph_jobs_schedules_and_sensor(defs: Built) -> None:
     dg.Definitions.validate_loadable(d)
     graph = d.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == ASSET_KEYS
-    assert {k.name for k in graph.asset_check_keys} == CHECK_NAMES
+    assert {k.name for k in graph.asset_check_keys} == CHAIN_CHECKS
     refresh = d.resolve_job_def(CITY_REFRESH_JOB)
     assert {k.to_user_string() for k in refresh.asset_layer.selected_asset_keys} == ASSET_KEYS
     retrain = d.resolve_job_def(RETRAIN_JOB)

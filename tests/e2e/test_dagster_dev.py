@@ -17,12 +17,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from dagster_graphql import DagsterGraphQLClient
 
 from assets.metadata import MAX_INLINE_MD, MAX_KEY_LEN, PREVIEW
@@ -35,12 +33,12 @@ from tests.support.graph import CHAIN_ASSETS
 from tests.support.paths import REPO_ROOT
 from tests.support.servers import free_port, stop
 from tests.support.synthetic import make_synthetic_city
+from tests.support.webserver import Server, wait_until_loaded
 
 pytestmark = pytest.mark.slow
 
 DAGSTER = Path(sys.executable).parent / "dagster"
 CITY = "synthetic"
-START_TIMEOUT_S = 300  # ~40 s idle; over 120 s on 2 CPUs shared with other test runs
 RUN_TIMEOUT_S = 300
 
 MATERIALIZATIONS = """
@@ -66,49 +64,6 @@ query ($key: AssetKeyInput!, $partition: String!) {
 }
 """
 DESCRIPTIONS = "{ assetNodes { assetKey { path } description } }"
-LOCATIONS = """
-{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
-  locationOrLoadError { __typename ... on PythonError { message } } } } } }
-"""
-
-
-@dataclass
-class Server:
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/graphql"
-
-    def query(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        payload = {"query": query, "variables": variables or {}}
-        resp = requests.post(self.url, json=payload, timeout=30)
-        resp.raise_for_status()
-        body = resp.json()
-        assert "errors" not in body, body
-        return body["data"]
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-
-def wait_until_loaded(server: Server) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert server.proc.poll() is None, f"dagster dev exited:\n{server.tail()}"
-        try:
-            entries = server.query(LOCATIONS)["workspaceOrError"]["locationEntries"]
-        except (requests.RequestException, AssertionError, KeyError):
-            time.sleep(1.0)
-            continue
-        if entries and all(e["loadStatus"] == "LOADED" for e in entries):
-            errors = [e for e in entries if e["locationOrLoadError"]["__typename"] == "PythonError"]
-            assert not errors, errors
-            return
-        time.sleep(1.0)
-    raise TimeoutError(f"dagster dev did not load the workspace:\n{server.tail()}")
 
 
 def dev_env(tmp_path: Path) -> dict[str, str]:

@@ -14,3 +14,17 @@ CHAIN_ASSETS = frozenset(
         "baselines",
     }
 )
+
+# every asset check a city's chain runs (on the POIs and the text embeddings)
+CHAIN_CHECKS = frozenset(
+    {
+        "pois_not_empty",
+        "pois_have_unique_ids",
+        "pois_within_city_bounds",
+        "pois_have_descriptions",
+        "pois_category_mix_stable",
+        "pois_not_degenerate",
+        "text_embeddings_cover_every_text",
+        "text_embeddings_are_finite",
+    }
+)
