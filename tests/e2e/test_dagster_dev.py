@@ -268,4 +268,8 @@ def test_one_ctrl_c_stops_jobs_dev_and_all_its_processes(tmp_path: Path) -> None
     assert rc == INTERRUPTED, srv.tail()
     assert seconds < GRACE_S + STRAGGLER_S + 5
     assert alive(started) == set(), srv.tail()
-    assert "Dagster services shut down." in srv.tail()
+    # the group got SIGINT (dagster's own shutdown), not a kill: the daemon says so. (dagster
+    # dev's own "Dagster services shut down." is not asserted: interrupted right after the
+    # webserver came up, before its main loop, it exits without printing it.)
+    log_text = log.read_text(errors="replace")
+    assert "Received interrupt" in log_text, srv.tail()
