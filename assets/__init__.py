@@ -17,12 +17,12 @@ from assets.evaluation import (
     LAND_USE,
     SOCIOECONOMIC,
     build_baselines,
-    build_champion,
     build_evaluation,
 )
 from assets.ingestion import build_poi_checks, build_pois, build_snapshot
 from assets.maps import build_embedding_maps
 from assets.partitions import Cities
+from assets.promotion import build_champion
 from assets.regions import build_region_embeddings
 from assets.training import build_calliper_model
 from calliper_pipeline.cities.spec import CitySpec

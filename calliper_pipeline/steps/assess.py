@@ -280,7 +280,7 @@ def _version_parts(version: RegisteredVersion) -> dict[str, Any]:
     return {"model_uri": version.model_uri, "run_id": version.run_id or ""}
 
 
-def _layer_hashes(city: CitySpec, data_root: Path, rel_paths: Sequence[str | None]) -> list[str]:
+def _layer_hashes(data_root: Path, rel_paths: Sequence[str | None]) -> list[str]:
     from calliper_pipeline.hashing import layer_hash
 
     return [layer_hash(data_root / rel) for rel in rel_paths if rel]
@@ -311,7 +311,7 @@ def cached_evaluation(
     parts = {
         **_version_parts(version),
         "task": task,
-        "evaluation_file": _layer_hashes(city, data_root, [rel]),
+        "evaluation_file": _layer_hashes(data_root, [rel]),
         "probe": asdict(probe_cfg),
         "code": code_fingerprint(*EVALUATION_CODE),
     }
@@ -373,7 +373,7 @@ def cached_maps(
         "text_encoder": str(getattr(text_encoder, "encoder_id", type(text_encoder).__name__)),
         "city": asdict(city),
         "snapshot": snapshot_hash(city, data_root),
-        "layers": _layer_hashes(city, data_root, layers),
+        "layers": _layer_hashes(data_root, layers),
         "code": code_fingerprint(*MAPS_CODE),
     }
 

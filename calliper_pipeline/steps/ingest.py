@@ -123,9 +123,10 @@ def ingest_profiled(
     city's latest ingest) is not repeated: its report is returned with ``reused=True``.
     """
     desc_cfg = desc_cfg or DescriptionConfig()
+    covers: tuple[str, ...]
     if cache_root is None:
         report = ingest(con, city, data_root, desc_cfg)
-        reused, key, covers = False, "", tuple[str, ...]()
+        reused, key, covers = False, "", ()
     else:
         report, reused, key, covers = _ingest_cached(con, city, data_root, desc_cfg, cache_root)
     mix = quality.record_category_mix(con, city.key)  # idempotent for the same ingest
