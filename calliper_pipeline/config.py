@@ -82,6 +82,10 @@ class ObjectiveConfig:
     include_own_text_head: bool = False  # neighbourhood: add a head whose target is the own text
     sources: tuple[str, ...] | None = None  # keep only POIs of these ``source`` values; None: all
     background_seed: int = 0  # seed of the background draw (deterministic, cacheable)
+    # neighbourhood: pseudo-count of the empty text within every radius, as a multiple of the
+    # mean POI count within that radius over the training points; 0: the empty text only where
+    # nothing is counted. > 0 makes the target density-aware (sparse places lean to "empty").
+    empty_prior: float = 0.0
 
     @property
     def own_text_head(self) -> bool:

@@ -116,6 +116,21 @@ FIDELITY: tuple[Variant, ...] = (
     ),
 )
 
+FIDELITY += (
+    Variant(
+        "default+empty prior 0.25",
+        presets.DEFAULT,
+        {"objective.empty_prior": 0.25},
+        "2: density-aware targets: the empty text counted 0.25 x the mean POI count per radius",
+    ),
+    Variant(
+        "default+empty prior 1",
+        presets.DEFAULT,
+        {"objective.empty_prior": 1.0},
+        "2: density-aware targets: the empty text counted 1 x the mean POI count per radius",
+    ),
+)
+
 GRIDS: dict[str, tuple[Variant, ...]] = {"fidelity": FIDELITY}
 
 

@@ -180,7 +180,7 @@ def _heads(
     if obj.name == "neighbourhood":
         query = np.concatenate([poi_xy, bg_xy])
         heads += neighbourhood_heads(
-            poi_xy, own, table, query, obj.target_radii_m, empty, cache_dir
+            poi_xy, own, table, query, obj.target_radii_m, empty, cache_dir, obj.empty_prior
         )
     return heads
 

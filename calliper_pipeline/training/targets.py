@@ -9,6 +9,10 @@ A head's target for every training point is either
   is the L2-normalised mean text embedding of the POIs within r metres,
   ``normalise(counts @ table) = (counts / ||counts @ table||) @ table``, so the weights are the
   per-text counts divided by that norm. A point with no POI within r gets the empty text's row.
+  With an empty-text prior ``a > 0`` the empty text is counted ``k_r = a * mean_i(n_i(r))`` times
+  at every point (n_i(r): POIs within r of point i), so the target of a sparse place leans
+  towards the empty text and that of a dense place towards its POIs: the target then carries
+  the density the plain normalised mean discards.
 
 Counts come from one k-d tree per distinct text (``query_ball_point(return_length=True)``):
 exact, and on London (72k POIs, 69 texts) about 1.2 s per 20k query points at 2000 m on one
@@ -134,6 +138,24 @@ def mixture_weights(counts: np.ndarray, text_table: np.ndarray, empty_row: int) 
     return w
 
 
+def add_empty_prior(counts: np.ndarray, empty_row: int, prior: float) -> np.ndarray:
+    """``counts`` with ``prior * mean POI count per point`` added to the empty text's column.
+
+    Args:
+        counts: (N, U) float32 per-text counts within one radius (the empty column counts 0).
+        empty_row: column of the empty text.
+        prior: multiple of the mean total count over the N points (> 0).
+
+    Returns:
+        A new (N, U) float32 array; unchanged when no POI was counted anywhere.
+    """
+    out = np.array(counts, np.float32, copy=True)
+    k = prior * float(out.sum(dtype=np.float64) / max(len(out), 1))
+    if k > 0:
+        out[:, empty_row] += np.float32(k)
+    return out
+
+
 def neighbourhood_heads(
     poi_xy: np.ndarray,
     text_index: np.ndarray,
@@ -142,6 +164,7 @@ def neighbourhood_heads(
     radii_m: Sequence[float],
     empty_row: int,
     cache_dir: Path | None = None,
+    empty_prior: float = 0.0,
 ) -> list[HeadTargets]:
     """One head per radius whose target is the normalised mean text of the POIs within it.
 
@@ -154,6 +177,8 @@ def neighbourhood_heads(
         empty_row: row of ``text_table`` holding the empty text.
         cache_dir: where to keep the weights (an ``.npz`` keyed by a hash of all inputs);
             None: compute every time.
+        empty_prior: the empty text's pseudo-count within radius r is ``empty_prior`` times
+            the mean POI count within r over ``query_xy`` (0: none, the published targets).
 
     Raises:
         ValueError: more than :data:`MAX_MIXTURE_TEXTS` texts.
@@ -167,10 +192,17 @@ def neighbourhood_heads(
     poi_xy = np.asarray(poi_xy, np.float64)
     query_xy = np.asarray(query_xy, np.float64)
     text_table = np.ascontiguousarray(text_table, np.float32)
-    key = _cache_key(poi_xy, text_index, text_table, query_xy, radii_m, empty_row)
+    if empty_prior < 0:
+        raise ValueError(f"empty_prior must be >= 0, got {empty_prior}")
+    parts: list[Any] = [poi_xy, text_index, text_table, query_xy, radii_m, empty_row]
+    if empty_prior > 0:  # 0 keeps the keys (and cache files) of the published targets
+        parts.append(f"empty_prior={float(empty_prior)!r}")
+    key = _cache_key(*parts)
     cached = _read_cache(cache_dir, key, len(radii_m))
     if cached is None:
         counts = counts_within(poi_xy, text_index, n_texts, query_xy, radii_m)
+        if empty_prior > 0:
+            counts = [add_empty_prior(c, empty_row, empty_prior) for c in counts]
         cached = [mixture_weights(c, text_table, empty_row) for c in counts]
         _write_cache(cache_dir, key, cached)
     return [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import shapely
 
 from calliper_pipeline.training.targets import (
@@ -63,3 +64,33 @@ def test_background_points_lie_inside_a_non_convex_polygon() -> None:
     assert not in_notch.any()
     np.testing.assert_array_equal(pts, sample_background(poly, 2000, seed=7))
     assert not np.array_equal(pts, sample_background(poly, 2000, seed=8))
+
+
+def test_empty_prior_makes_targets_density_aware(tmp_path: Path) -> None:
+    poi_xy, text_index, table = _layout()
+    # (0, 50) has two text-0 POIs within 200 m, (0, 250) one text-1 POI, (5000, 5000) none
+    query = np.array([[0.0, 50.0], [0.0, 250.0], [5000.0, 5000.0]])
+    plain = neighbourhood_heads(poi_xy, text_index, table, query, (200,), 2, tmp_path)[0]
+    (dense,) = neighbourhood_heads(poi_xy, text_index, table, query, (200,), 2, tmp_path, 0.5)
+    assert plain.weights is not None and dense.weights is not None
+    assert len(list(tmp_path.glob("*.npz"))) == 2  # the prior is part of the cache key
+    # mean count within 200 m over the three points = (2 + 1 + 0) / 3 = 1, so k = 0.5
+    k = 0.5
+
+    def normalised(v: np.ndarray) -> np.ndarray:
+        return v / np.linalg.norm(v)
+
+    np.testing.assert_allclose(
+        dense.weights[0] @ table, normalised(2 * table[0] + k * table[2]), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        dense.weights[1] @ table, normalised(table[1] + k * table[2]), atol=1e-6
+    )
+    np.testing.assert_allclose(dense.weights[2] @ table, table[2], atol=1e-6)
+    # the sparser place leans further towards the empty text than the denser one
+    share = dense.weights[:, 2] / dense.weights.sum(axis=1)
+    assert share[0] < share[1] < share[2] == 1.0
+    # without the prior the empty text appears only where nothing is counted
+    assert plain.weights[0, 2] == plain.weights[1, 2] == 0.0
+    with pytest.raises(ValueError, match="empty_prior"):
+        neighbourhood_heads(poi_xy, text_index, table, query, (200,), 2, None, -1.0)
