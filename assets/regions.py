@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.errors import one_line_failure
-from assets.metadata import PREVIEW, markdown_table, preview
+from assets.metadata import PREVIEW, cache_metadata, markdown_table, preview
 from assets.partitions import Cities
 from assets.resources import DataLocationResource, DuckDBResource, MlflowResource
 from assets.training import CALLIPER_MODEL, trained_version
@@ -37,18 +37,22 @@ def build_region_embeddings(cities: Cities) -> dg.AssetsDefinition:
         data: DataLocationResource,
         mlflow: MlflowResource,
     ) -> dg.MaterializeResult:
-        from calliper_pipeline.steps.regions import write_region_embeddings
+        from calliper_pipeline.steps.regions import cached_region_embeddings
         from calliper_pipeline.store.pois import read_city_pois
 
         city = cities.spec(context.partition_key)
         version = trained_version(context, city.key)
         with duckdb.connect(context.partition_key, read_only=True) as con:
             pois = read_city_pois(con, city.key)  # outlines a bounds-only city's land
-        out = write_region_embeddings(
+        cached = cached_region_embeddings(
             city, data.data_root_path, version, mlflow.tracking(),
             data.output_dir(city.key, "regions"), pois,
         )  # fmt: skip
-        context.log.info(f"{version.model_uri}: {out.n_cells} cells x {out.dim} -> {out.path}")
+        out, key = cached.outcome, cached.key
+        said = f"cache hit {key}: unchanged, not re-embedded" if cached.hit else f"written ({key})"
+        context.log.info(
+            f"{version.model_uri}: {out.n_cells} cells x {out.dim} -> {out.path}: {said}"
+        )
         lines = [
             f"**{out.n_cells:,} cells x {out.dim}** embeddings of `{out.model_uri}`",
             f"GeoParquet, geometry EPSG:4326: `{out.path.name}`",
@@ -63,6 +67,7 @@ def build_region_embeddings(cities: Cities) -> dg.AssetsDefinition:
                 "model_version": version.version,
                 "metric_epsg": out.metric_epsg,
                 "rows": dg.MetadataValue.md(markdown_table(out.preview, max_rows=5)),
+                **cache_metadata(cached),
             }
         )
 

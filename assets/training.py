@@ -65,32 +65,44 @@ def build_calliper_model(cities: Cities) -> dg.AssetsDefinition:
         city = cities.spec(context.partition_key)
         run_cfg = config.run_config()
         encoder_id = text_encoder.encoder().encoder_id
+        tracking = mlflow.tracking()
+        out_dir = data.output_dir(city.key, "runs", context.run_id)
+        explicit = set(config.overrides())  # the rest is sized for the city
         with duckdb.connect(context.partition_key, read_only=True) as con:
-            inputs = training_inputs(
-                con, city, data.data_root_path, encoder_id, run_cfg,
-                cache_dir=data.output_dir(city.key, "cache", "targets"),
-            )  # fmt: skip
-        context.log.info(
-            f"{city.key}: training on {len(inputs.pois):,} POIs and {len(inputs.texts):,} "
-            f"distinct texts on {run_cfg.train.device}"
-        )
-        out = training.train_and_register(
-            inputs,
-            city,
-            data.data_root_path,
-            run_cfg,
-            tracking := mlflow.tracking(),
-            data.output_dir(city.key, "runs", context.run_id),
-            dagster_run_id=context.run_id,
-            code_version=code_version(),
-            log=context.log.info,
-            # a run killed part-way continues from its last epoch when re-run (same settings
-            # and data); anything else starts fresh, and the log says which
-            checkpoint_dir=data.output_dir(city.key, "checkpoints"),
-            resume="auto",
-            reuse=config.reuse,
-            explicit=set(config.overrides()),  # the rest is sized for the city
-        )
+            # the reuse check first: it needs the POI count and snapshot hash, not the inputs
+            out = None
+            if config.reuse:
+                out = training.find_reusable(
+                    con, city, run_cfg, encoder_id, tracking, out_dir,
+                    code_version=code_version(), explicit=explicit, log=context.log.info,
+                )  # fmt: skip
+            if out is None:
+                inputs = training_inputs(
+                    con, city, data.data_root_path, encoder_id, run_cfg,
+                    cache_dir=data.output_dir(city.key, "cache", "targets"),
+                )  # fmt: skip
+        if out is None:
+            context.log.info(
+                f"{city.key}: training on {len(inputs.pois):,} POIs and {len(inputs.texts):,} "
+                f"distinct texts on {run_cfg.train.device}"
+            )
+            out = training.train_and_register(
+                inputs,
+                city,
+                data.data_root_path,
+                run_cfg,
+                tracking,
+                out_dir,
+                dagster_run_id=context.run_id,
+                code_version=code_version(),
+                log=context.log.info,
+                # a run killed part-way continues from its last epoch when re-run (same
+                # settings and data); anything else starts fresh, and the log says which
+                checkpoint_dir=data.output_dir(city.key, "checkpoints"),
+                resume="auto",
+                reuse=False,  # looked up above
+                explicit=explicit,
+            )
         v = out.version
         if not out.reused:
             context.log.info(f"registered {v.model_uri} (alias candidate), MLflow run {out.run_id}")

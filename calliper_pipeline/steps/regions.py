@@ -9,6 +9,9 @@ GeoParquet ``geo`` metadata). The file's key-value metadata ``calliper`` holds t
 version and URI, the metric CRS, the cell size and the embedding dimension (JSON).
 
 The file is written to ``<name>.tmp`` and renamed, so a reader never sees half a file.
+:func:`cached_region_embeddings` keeps a file whose recorded ``cache_key`` (the version and its
+run, the city file, the stored snapshot, the boundary and grid layers, this code) still
+matches: nothing is re-embedded when nothing changed.
 """
 
 from __future__ import annotations
@@ -24,13 +27,23 @@ import pandas as pd
 from calliper_pipeline.cities.cells import COL_CELL_ID, DEFAULT_CELL_SIZE_M, city_cells
 from calliper_pipeline.cities.spec import CitySpec
 from calliper_pipeline.constants import COL_LAT, COL_LON, WGS84_EPSG
-from calliper_pipeline.tracking.geofiles import write_geoparquet
+from calliper_pipeline.steps.assess import Cached
+from calliper_pipeline.tracking.geofiles import file_metadata, write_geoparquet
 from calliper_pipeline.tracking.registry import RegisteredVersion
 from calliper_pipeline.tracking.runs import TrackingConfig
 from calliper_pipeline.tracking.serving import (
     calliper_model_of,
     load_pyfunc,
     predict_embeddings,
+)
+
+#: What computes a region file: its key's ``code`` part.
+REGIONS_CODE = (
+    "calliper_pipeline.steps.regions",
+    "calliper_pipeline.cities",
+    "calliper_pipeline.model",
+    "calliper_pipeline.tracking.geofiles",
+    "calliper_pipeline.tracking.serving",
 )
 
 
@@ -77,6 +90,7 @@ def write_region_embeddings(
     tracking: TrackingConfig,
     out_dir: Path,
     pois: pd.DataFrame | None = None,
+    cache_key: str | None = None,
 ) -> RegionEmbeddings:
     """Embed the city's map cells (:func:`~calliper_pipeline.cities.cells.city_cells`, so a
     bounds-only city's cells are clipped to its ``pois``' outline) with exactly ``version``."""
@@ -96,13 +110,77 @@ def write_region_embeddings(
         "embedding_dim": dim,
         "embedding": "raw pyfunc predict output of the cell centroid (not L2-normalised)",
     }
+    if cache_key is not None:
+        extra["cache_key"] = cache_key
     path = write_geoparquet(gdf, region_path(out_dir, city.key, version.version), extra)
-    shown = [COL_CELL_ID, COL_LON, COL_LAT, *gdf.columns[3 : 3 + min(dim, 4)]]
+    return _outcome(path, pd.DataFrame(gdf.drop(columns="geometry")), extra)
+
+
+def _outcome(path: Path, frame: pd.DataFrame, extra: dict[str, Any]) -> RegionEmbeddings:
+    dim = int(extra["embedding_dim"])
+    shown = [COL_CELL_ID, COL_LON, COL_LAT, *frame.columns[3 : 3 + min(dim, 4)]]
     return RegionEmbeddings(
         path=path,
-        n_cells=len(gdf),
+        n_cells=len(frame),
         dim=dim,
-        model_uri=version.model_uri,
-        metric_epsg=int(spec.metric_epsg),
-        preview=pd.DataFrame(gdf[shown]).head(5),
+        model_uri=str(extra["model_uri"]),
+        metric_epsg=int(extra["metric_epsg"]),
+        preview=pd.DataFrame(frame[shown]).head(5),
     )
+
+
+def region_cache_key(
+    city: CitySpec, data_root: Path, version: RegisteredVersion, pois: pd.DataFrame | None
+) -> tuple[str, tuple[str, ...]]:
+    """(key, what it covers) of a region file: the version and its MLflow run, the city file,
+    the stored snapshot (the POIs outline a bounds-only city's cells), the boundary and grid
+    layers and :data:`REGIONS_CODE`."""
+    from dataclasses import asdict
+
+    from calliper_pipeline.constants import COL_SNAPSHOT_HASH
+    from calliper_pipeline.hashing import code_fingerprint, json_hash, layer_hash
+
+    ev = city.evaluation
+    layers = [city.boundary_path, ev.hex_grid_path if ev else None]
+    stored = ""
+    if pois is not None and len(pois) and COL_SNAPSHOT_HASH in pois.columns:
+        stored = str(pois[COL_SNAPSHOT_HASH].iloc[0])
+    parts = {
+        "model_uri": version.model_uri,
+        "run_id": version.run_id or "",
+        "city": asdict(city),
+        "snapshot": stored,
+        "layers": [layer_hash(Path(data_root) / rel) for rel in layers if rel],
+        "code": code_fingerprint(*REGIONS_CODE),
+    }
+    return json_hash(parts), tuple(parts)
+
+
+def cached_region_embeddings(
+    city: CitySpec,
+    data_root: Path,
+    version: RegisteredVersion,
+    tracking: TrackingConfig,
+    out_dir: Path,
+    pois: pd.DataFrame | None = None,
+) -> Cached:
+    """The :class:`RegionEmbeddings` as a :class:`~calliper_pipeline.steps.assess.Cached`
+    (``hit``: the file was already there and kept).
+
+    The file of ``version`` is kept when its recorded key matches (see
+    :func:`region_cache_key`); otherwise it is written again (:func:`write_region_embeddings`).
+    """
+    key, covers = region_cache_key(city, data_root, version, pois)
+    path = region_path(out_dir, city.key, version.version)
+    if path.is_file():
+        try:
+            extra = file_metadata(path)
+        except Exception:  # an unreadable file is rewritten below
+            extra = {}
+        if extra.get("cache_key") == key:
+            import pyarrow.parquet as pq
+
+            frame = pq.read_table(path).drop(["geometry"]).to_pandas()
+            return Cached(_outcome(path, frame, extra), True, key, covers)
+    out = write_region_embeddings(city, data_root, version, tracking, out_dir, pois, key)
+    return Cached(out, False, key, covers)

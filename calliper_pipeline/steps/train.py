@@ -11,6 +11,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -132,6 +133,85 @@ def _log_summary(
     return retrieval, curve_png
 
 
+def _sized_key(
+    run_cfg: RunConfig,
+    n_points: int,
+    snapshot_hash: str,
+    text_encoder_id: str,
+    code_version: str,
+    explicit: Collection[str] | None,
+    log: LogFn | None,
+) -> tuple[RunConfig, str, str | None]:
+    """(settings sized for ``n_points`` training points, the sizing sentence, training key)."""
+    sizing = ""
+    if explicit is not None:
+        sized, sizing = size_for_city(run_cfg.train, n_points, explicit)
+        run_cfg = replace(run_cfg, train=sized)
+        if log is not None:
+            log(f"training settings from the city's size: {sizing}")
+    key = reuse_step.training_key(run_cfg, snapshot_hash, text_encoder_id, code_version)
+    return run_cfg, sizing, key
+
+
+def _reused(
+    tracking: TrackingConfig,
+    city_key: str,
+    key: str | None,
+    out_dir: Path,
+    run_cfg: RunConfig,
+    sizing: str,
+    log: LogFn | None,
+) -> TrainingOutcome | None:
+    found = reuse_step.find(tracking, city_key, key, out_dir)
+    if found is None:
+        return None
+    if log is not None:
+        log(
+            f"reusing {found.version.model_uri}: same snapshot, settings, text encoder "
+            f"and code (training key {key}); nothing to train"
+        )
+    return replace(found, reused=True, sizing=sizing, run_cfg=run_cfg)
+
+
+def find_reusable(
+    con: duckdb.DuckDBPyConnection,
+    city: CitySpec,
+    run_cfg: RunConfig,
+    text_encoder_id: str,
+    tracking: TrackingConfig,
+    out_dir: Path,
+    *,
+    code_version: str,
+    explicit: Collection[str] | None = None,
+    log: LogFn | None = None,
+) -> TrainingOutcome | None:
+    """The registered version :func:`train_and_register` would reuse, found before the
+    training inputs are built (their targets, background points and encodings take seconds
+    to minutes): the key needs only the number of training points and the snapshot hash,
+    both read from the store. None: nothing to reuse (or the city was never ingested; the
+    training step then says why)."""
+    from calliper_pipeline.training.inputs import count_training_points
+
+    counted = count_training_points(con, city, run_cfg.objective)
+    if counted is None:
+        return None
+    n_points, snapshot_hash = counted
+    sized_cfg, sizing, key = _sized_key(
+        run_cfg, n_points, snapshot_hash, text_encoder_id, code_version, explicit, None
+    )
+    if key is None:
+        return None
+    found = _reused(tracking, city.key, key, out_dir, sized_cfg, sizing, None)
+    if found is not None and log is not None:
+        if sizing:
+            log(f"training settings from the city's size: {sizing}")
+        log(
+            f"reusing {found.version.model_uri}: same snapshot, settings, text encoder and "
+            f"code (training key {key}); nothing to train, training inputs not built"
+        )
+    return found
+
+
 def train_and_register(
     inputs: TrainingInputs,
     city: CitySpec,
@@ -163,23 +243,15 @@ def train_and_register(
     With ``reuse``, a registered version trained with the same key (:mod:`.reuse`: snapshot,
     settings after sizing, text encoder, commit) is returned instead of training again.
     """
-    sizing = ""
-    if explicit is not None:
-        sized, sizing = size_for_city(run_cfg.train, len(inputs.coords), explicit)
-        run_cfg = replace(run_cfg, train=sized)
-        if log is not None:
-            log(f"training settings from the city's size: {sizing}")
     snapshot_hash = str(inputs.pois[COL_SNAPSHOT_HASH].iloc[0])
-    key = reuse_step.training_key(run_cfg, snapshot_hash, inputs.spec.text_encoder_id, code_version)
+    run_cfg, sizing, key = _sized_key(
+        run_cfg, len(inputs.coords), snapshot_hash, inputs.spec.text_encoder_id,
+        code_version, explicit, log,
+    )  # fmt: skip
     if reuse:
-        found = reuse_step.find(tracking, city.key, key, out_dir)
+        found = _reused(tracking, city.key, key, out_dir, run_cfg, sizing, log)
         if found is not None:
-            if log is not None:
-                log(
-                    f"reusing {found.version.model_uri}: same snapshot, settings, text encoder "
-                    f"and code (training key {key}); nothing to train"
-                )
-            return replace(found, reused=True, sizing=sizing, run_cfg=run_cfg)
+            return found
     params = {
         **flatten(run_cfg),
         "data.n_pois": len(inputs.pois),

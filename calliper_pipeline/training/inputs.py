@@ -20,7 +20,14 @@ import pandas as pd
 from calliper_pipeline.cities.geo import city_boundary_m, city_bounds_m, project
 from calliper_pipeline.cities.spec import CitySpec
 from calliper_pipeline.config import ObjectiveConfig, RunConfig
-from calliper_pipeline.constants import COL_LAT, COL_LON, COL_X, COL_Y, WGS84_EPSG
+from calliper_pipeline.constants import (
+    COL_LAT,
+    COL_LON,
+    COL_SNAPSHOT_HASH,
+    COL_X,
+    COL_Y,
+    WGS84_EPSG,
+)
 from calliper_pipeline.errors import EmptySnapshotError
 from calliper_pipeline.hashing import text_hash
 from calliper_pipeline.ingest.descriptions import describe_frame
@@ -119,6 +126,19 @@ def head_names(objective: ObjectiveConfig) -> tuple[str, ...]:
     if objective.name != "neighbourhood":
         return own
     return own + tuple(f"r{float(r):g}" for r in objective.target_radii_m)
+
+
+def count_training_points(
+    con: duckdb.DuckDBPyConnection, city: CitySpec, objective: ObjectiveConfig
+) -> tuple[int, str] | None:
+    """(training points: POIs of the configured sources plus background points, snapshot
+    hash) as :func:`training_inputs` would build them, without building them; None when the
+    city has no stored POIs."""
+    pois = select_pois(store.read_city_pois(con, city.key), objective)
+    if pois.empty:
+        return None
+    n_bg = round(objective.background_fraction * len(pois))
+    return len(pois) + max(n_bg, 0), str(pois[COL_SNAPSHOT_HASH].iloc[0])
 
 
 def training_inputs(

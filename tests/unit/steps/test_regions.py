@@ -7,7 +7,7 @@ the POIs' outline; every embedding is compared with the registered pyfunc's own 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import geopandas as gpd
@@ -20,7 +20,7 @@ from calliper_pipeline.cities.cells import city_cells, poi_outline_m
 from calliper_pipeline.cities.geo import project
 from calliper_pipeline.cities.spec import CitySpec, ColumnMap, SnapshotSpec
 from calliper_pipeline.errors import ModelInputError
-from calliper_pipeline.steps.regions import write_region_embeddings
+from calliper_pipeline.steps.regions import cached_region_embeddings, write_region_embeddings
 from calliper_pipeline.tracking.geofiles import file_metadata, is_geo_input
 from calliper_pipeline.tracking.registry import RegisteredVersion
 from calliper_pipeline.tracking.runs import TrackingConfig
@@ -104,6 +104,36 @@ def test_region_embeddings_read_back_as_geoparquet(reg: Registered, tmp_path: Pa
     assert (meta["model_version"], meta["geometry_epsg"], meta["metric_epsg"]) == ("1", 4326, BNG)
     assert meta["embedding_dim"] == DIM
     assert list(out.preview.columns) == ["cell_id", "lon", "lat", "e000", "e001", "e002", "e003"]
+
+
+def test_region_file_is_kept_while_its_inputs_are_unchanged(
+    reg: Registered, tmp_path: Path
+) -> None:
+    pois = reg.pois.assign(snapshot_hash="snap-a")
+    out_dir = tmp_path / "regions"
+    args = (reg.city, tmp_path, reg.version, reg.tracking, out_dir)
+    first = cached_region_embeddings(*args, pois)
+    assert not first.hit and first.outcome.path.is_file()
+    assert file_metadata(first.outcome.path)["cache_key"] == first.key
+    assert {"model_uri", "run_id", "snapshot", "layers", "code"} <= set(first.covers)
+    mtime = first.outcome.path.stat().st_mtime_ns
+    again = cached_region_embeddings(*args, pois)
+    assert again.hit and again.key == first.key
+    assert again.outcome.path.stat().st_mtime_ns == mtime  # not rewritten
+    assert (again.outcome.n_cells, again.outcome.dim) == (first.outcome.n_cells, DIM)
+    pd.testing.assert_frame_equal(again.outcome.preview, first.outcome.preview)
+    # another snapshot (the POIs outline the cells) or another run of the version: rewritten
+    changed = cached_region_embeddings(*args, pois.assign(snapshot_hash="snap-b"))
+    assert not changed.hit and changed.key != first.key
+    other_run = replace(reg.version, run_id="another-run")
+    moved = cached_region_embeddings(
+        reg.city, tmp_path, other_run, reg.tracking, out_dir, pois.assign(snapshot_hash="snap-b")
+    )
+    assert not moved.hit and moved.key not in (first.key, changed.key)
+    # a file written without a key (older code) is rewritten once, then kept
+    write_region_embeddings(*args, pois)
+    assert not cached_region_embeddings(*args, pois).hit
+    assert cached_region_embeddings(*args, pois).hit
 
 
 def test_embed_geojson_points_and_geoparquet_polygons(reg: Registered, tmp_path: Path) -> None:

@@ -13,11 +13,11 @@ from calliper_pipeline.config import EncoderConfig
 from calliper_pipeline.steps import reuse
 from calliper_pipeline.steps.embed import embed
 from calliper_pipeline.steps.ingest import ingest_profiled
-from calliper_pipeline.steps.train import train_and_register
+from calliper_pipeline.steps.train import find_reusable, train_and_register
 from calliper_pipeline.store.db import connect
 from calliper_pipeline.text.encoders import build_text_encoder
 from calliper_pipeline.tracking.runs import default_tracking
-from calliper_pipeline.training.inputs import training_inputs
+from calliper_pipeline.training.inputs import count_training_points, training_inputs
 from tests.support.synthetic import make_synthetic_city
 
 CODE = "0.1.0+g0123456789ab"
@@ -53,6 +53,46 @@ def test_same_inputs_reuse_the_registered_version(tmp_path: Path):
     assert not third.reused and third.version.version == "2"
     fourth = train(cfg, code=CODE + ".dirty", n=3)
     assert not fourth.reused and fourth.version.version == "3"
+
+
+def test_the_reusable_version_is_found_before_the_inputs_are_built(tmp_path: Path):
+    """``find_reusable`` (what the asset asks first) keys on the POI count, background points
+    and sizing exactly as training does, reading only the store."""
+    city = make_synthetic_city(tmp_path / "city", n_pois=300, seed=2, evaluation=False)
+    encoder = build_text_encoder("hashing")
+    cfg = presets.run_config(
+        presets.DEFAULT,
+        {"epochs": 1, "num_threads": 1, "target_radii_m": (300.0,), "background_fraction": 0.5},
+    )
+    cfg = replace(cfg, encoder=EncoderConfig(frequency_num=4, hidden_dim=16, num_layers=1))
+    tracking = default_tracking(tmp_path / "mlflow")
+    with connect(tmp_path / "warehouse.duckdb") as con:
+        ingest_profiled(con, city, tmp_path / "city")
+        embed(con, city, encoder)
+        inputs = training_inputs(con, city, tmp_path / "city", encoder.encoder_id, cfg)
+        counted = count_training_points(con, city, cfg.objective)
+        assert counted is not None and counted[0] == len(inputs.coords) == 300 + 150
+
+        def lookup(run_cfg, explicit=frozenset()):
+            return find_reusable(
+                con, city, run_cfg, encoder.encoder_id, tracking, tmp_path / "found",
+                code_version=CODE, explicit=explicit,
+            )  # fmt: skip
+
+        assert lookup(cfg) is None  # nothing registered yet
+        # a small city: batch and patience are sized from the 450 points (not set explicitly)
+        first = train_and_register(
+            inputs, city, tmp_path / "city", cfg, tracking, tmp_path / "out",
+            dagster_run_id=None, code_version=CODE, explicit=set(),
+        )  # fmt: skip
+        assert first.run_cfg is not None and first.run_cfg.train.batch_size < 1024
+        found = lookup(cfg)
+        assert found is not None and found.reused and found.version == first.version
+        assert found.run_cfg == first.run_cfg and found.sizing == first.sizing
+        # an explicit batch size is another key; so is another background share
+        assert lookup(cfg, explicit={"batch_size"}) is None
+        fewer = replace(cfg.objective, background_fraction=0.25)
+        assert lookup(replace(cfg, objective=fewer)) is None
 
 
 @pytest.mark.parametrize("code", ["0.1.0+g0123456789ab.dirty", "0.1.0", "0+unknown"])
