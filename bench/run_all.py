@@ -1,7 +1,7 @@
 """Run every benchmark (``make bench``); each appends its section to docs/benchmarks.md.
 
     python -m bench.run_all [--quick]
-        [--only ingest,embed,train,objective,eval,equivalence,scaling,e2e,early,serving]
+        [--only ingest,embed,train,objective,eval,equivalence,scaling,e2e,early,serving,make-run]
 
 ``--quick`` runs a fast subset (a few minutes): smaller sizes, fewer epochs, no baseline
 repeats, no early-stopping study. The full run takes about half an hour on 2 cores.
@@ -20,6 +20,7 @@ from bench import (
     bench_equivalence,
     bench_eval,
     bench_ingest,
+    bench_make_run,
     bench_objective,
     bench_scaling,
     bench_serving,
@@ -38,6 +39,7 @@ BENCHES: dict[str, Callable[[list[str] | None], int]] = {
     "e2e": bench_e2e.main,
     "early": bench_early_stopping.main,
     "serving": bench_serving.main,
+    "make-run": bench_make_run.main,  # last: two whole `make run`s (~15 min on 2 cores)
 }
 QUICK_SKIP = {"early"}
 
