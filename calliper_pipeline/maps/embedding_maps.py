@@ -22,8 +22,6 @@ from matplotlib.colors import Normalize, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_limits
 
 from calliper_pipeline.constants import COL_X, COL_Y
@@ -76,6 +74,8 @@ def kmeans_labels(
     """
     emb = _normalised(embeddings)
     with threadpool_limits(limits=n_threads):
+        from sklearn.cluster import KMeans  # sklearn: imported when a map is drawn
+
         raw = KMeans(n_clusters=k, random_state=seed, n_init=10).fit_predict(emb)
     sizes = np.bincount(raw, minlength=k)
     order = np.argsort(-sizes, kind="stable")
@@ -92,6 +92,8 @@ def pca_rgb(embeddings: np.ndarray, seed: int = 42) -> tuple[np.ndarray, np.ndar
     """
     emb = _normalised(embeddings)
     n_comp = min(3, emb.shape[1], len(emb))
+    from sklearn.decomposition import PCA
+
     pca = PCA(n_components=n_comp, random_state=seed)
     comps = pca.fit_transform(emb)
     rgb = np.full((len(emb), 3), 0.5)
