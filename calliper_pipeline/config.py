@@ -43,6 +43,10 @@ class EncoderConfig:
     num_layers: int = 4  # FCNet residual blocks / MLP or SIREN hidden layers
     dropout: float = 0.5
     embed_dim: int = PAPER_EMBED_DIM  # output dimension (128 in the paper)
+    # what predict returns: "raw" network outputs (the paper's), or "unit_heads": each
+    # embed_dim-wide head L2-normalised (the cosine space the contrastive loss works in);
+    # training is the same either way
+    representation: str = "raw"
 
 
 @dataclass(frozen=True)

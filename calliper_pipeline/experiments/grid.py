@@ -131,6 +131,15 @@ FIDELITY += (
     ),
 )
 
+FIDELITY += (
+    Variant(
+        "default+unit heads",
+        presets.DEFAULT,
+        {"encoder.representation": "unit_heads"},
+        "the default's training; predict returns each 128-d head L2-normalised",
+    ),
+)
+
 GRIDS: dict[str, tuple[Variant, ...]] = {"fidelity": FIDELITY}
 
 

@@ -23,6 +23,9 @@ from torch import Tensor, nn
 from calliper_pipeline.config import EncoderConfig
 from calliper_pipeline.model.encodings import build_location_encoder
 
+#: What ``predict`` may return (``EncoderConfig.representation``; see CalliperModel.represent).
+REPRESENTATIONS = ("raw", "unit_heads")
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -84,6 +87,11 @@ class CalliperModel(nn.Module):
         super().__init__()
         if spec.heads < 1:
             raise ValueError(f"heads must be >= 1, got {spec.heads}")
+        if spec.encoder.representation not in REPRESENTATIONS:
+            raise ValueError(
+                f"unknown representation {spec.encoder.representation!r}; "
+                f"choose one of {REPRESENTATIONS}"
+            )
         self.spec = spec
         self.heads = spec.heads
         self.embed_dim = spec.encoder.embed_dim
@@ -122,6 +130,22 @@ class CalliperModel(nn.Module):
     def encode_location(self, coords: Tensor) -> Tensor:
         """(N, 2) prepared coordinates -> (N, embed_dim * heads) embeddings (not normalised)."""
         return self.location_encoder(coords)
+
+    def represent(self, coords: Tensor) -> Tensor:
+        """The location representation (N, embed_dim * heads) that ``predict`` returns.
+
+        ``spec.encoder.representation``: ``"raw"``, the network's outputs as they are;
+        ``"unit_heads"``, each head's ``embed_dim`` columns L2-normalised (the vectors the
+        contrastive loss compares; training does not depend on this choice).
+        """
+        out = self.encode_location(coords)
+        kind = self.spec.encoder.representation
+        if kind == "raw":
+            return out
+        if kind == "unit_heads":
+            heads = out.reshape(out.shape[0], self.heads, self.embed_dim)
+            return F.normalize(heads, dim=-1).reshape(out.shape[0], self.out_dim)
+        raise ValueError(f"unknown representation {kind!r}; choose raw or unit_heads")
 
     def encode_text(self, text_embeddings: Tensor, head: int | None = None) -> Tensor:
         """(N, text_dim) frozen text embeddings -> projected text vectors.
@@ -214,14 +238,15 @@ def prepare_coords(
 def embed_coords(
     model: CalliperModel, coords: np.ndarray, batch_size: int = 16384, device: str = "cpu"
 ) -> np.ndarray:
-    """Location embeddings (N, embed_dim * heads) float32 for prepared coords, in eval mode."""
+    """Location representations (N, embed_dim * heads) float32 for prepared coords, in eval
+    mode (:meth:`CalliperModel.represent`)."""
     was_training = model.training
     model.eval()
     model.to(device)
     out = []
     for start in range(0, len(coords), batch_size):
         chunk = torch.from_numpy(np.ascontiguousarray(coords[start : start + batch_size]))
-        out.append(model.encode_location(chunk.to(device)).float().cpu().numpy())
+        out.append(model.represent(chunk.to(device)).float().cpu().numpy())
     model.train(was_training)
     if not out:
         return np.zeros((0, model.out_dim), np.float32)

@@ -138,3 +138,32 @@ def test_load_model_refuses_a_pickle_payload(tmp_path: Path) -> None:
     with pytest.raises(pickle.UnpicklingError):
         load_model(raw)
     assert not marker.exists()
+
+
+def test_unit_heads_representation_normalises_each_head(tmp_path: Path) -> None:
+    """``representation = "unit_heads"``: predict's vectors are the raw heads, each
+    L2-normalised; the weights (and so training) are the same; the choice survives a save."""
+    from dataclasses import replace
+
+    torch.manual_seed(3)
+    raw = CalliperModel(_spec(3))
+    spec = replace(_spec(3), encoder=replace(SMALL, representation="unit_heads"))
+    torch.manual_seed(3)
+    unit = CalliperModel(spec)
+    for a, b in zip(raw.state_dict().values(), unit.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    x = np.random.default_rng(0).uniform(-5_000, 5_000, (50, 2))
+    r = embed_points(raw, x_m=x[:, 0], y_m=x[:, 1])
+    u = embed_points(unit, x_m=x[:, 0], y_m=x[:, 1])
+    assert u.shape == r.shape == (50, 48)
+    for h in range(3):
+        block = r[:, h * 16 : (h + 1) * 16]
+        want = block / np.linalg.norm(block, axis=1, keepdims=True)
+        np.testing.assert_allclose(u[:, h * 16 : (h + 1) * 16], want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(np.linalg.norm(u[:, h * 16 : (h + 1) * 16], axis=1), 1, 1e-5)
+    save_model(tmp_path / "m.pt", unit)
+    again = load_model(tmp_path / "m.pt")
+    assert again.spec.encoder.representation == "unit_heads"
+    np.testing.assert_array_equal(embed_points(again, x_m=x[:, 0], y_m=x[:, 1]), u)
+    with pytest.raises(ValueError, match="representation"):
+        CalliperModel(replace(spec, encoder=replace(SMALL, representation="whitened")))
