@@ -154,15 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         row = second.get(step, {"seconds": float("nan"), "hit": ""})
         table.add(step, first[step]["seconds"], row["seconds"], row["hit"] or "–")
     table.add("**whole run (wall)**", walls[0], walls[1], "")
-    line = f"make-run: first_s={walls[0]:.0f} second_s={walls[1]:.0f} luc_f1=" + (
-        f"{f1:.2f}" if f1 is not None else "nan"
-    )
+    shown = f"{f1:.2f}" if f1 is not None else "nan"
+    line = f"make-run: first_s={walls[0]:.0f} second_s={walls[1]:.0f} luc_f1={shown}"
     section.note(line)
     print(line, flush=True)
-    if args.no_write:
-        print(section.markdown())
-    else:
-        section.write()
+    section.finish(args.no_write)
     return 0
 
 

@@ -175,10 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "the matmuls only (torch.utils.flop_counter); the rest of a step is the loss's "
         "element-wise work, dropout masks and the optimiser."
     )
-    if args.no_write:
-        print(section.markdown())
-    else:
-        section.write()
+    section.finish(args.no_write)
     return 0
 
 

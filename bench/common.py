@@ -278,6 +278,13 @@ class Section:
             lines += [note, ""]
         return "\n".join(lines).rstrip("\n") + "\n"
 
+    def finish(self, no_write: bool) -> None:
+        """Print the section; unless ``no_write``, also append it to docs/benchmarks.md."""
+        if no_write:
+            print(self.markdown(), flush=True)
+        else:
+            self.write()
+
     def write(self, path: Path | None = None, echo: bool = True) -> str:
         """Print the section and append it to docs/benchmarks.md (created with a header)."""
         text = self.markdown()
