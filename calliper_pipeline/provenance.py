@@ -16,16 +16,29 @@ def _git(repo: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+#: The tracked paths whose uncommitted changes make a code version ``.dirty``: what runs. Docs
+#: (``make run`` rewrites docs/results.md), tests and benchmarks do not change what a run makes.
+CODE_PATHS = (
+    "calliper_pipeline",
+    "assets",
+    "jobs",
+    "workspace.yaml",
+    "pyproject.toml",
+    "requirements.lock",
+)
+
+
 @functools.cache
 def code_version(repo: Path) -> str:
-    """``<package version>+g<commit>`` (``.dirty`` with uncommitted changes), or the version."""
+    """``<package version>+g<commit>``, with ``.dirty`` when a tracked file under
+    :data:`CODE_PATHS` has uncommitted changes; the package version alone outside git."""
     try:
         version = importlib.metadata.version("calliper-pipeline")
     except importlib.metadata.PackageNotFoundError:
         version = "0+unknown"
     try:
         sha = _git(repo, "rev-parse", "--short=12", "HEAD")
-        dirty = _git(repo, "status", "--porcelain", "--untracked-files=no")
+        dirty = _git(repo, "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
     except (OSError, subprocess.SubprocessError):
         return str(version)
     return f"{version}+g{sha}{'.dirty' if dirty else ''}"

@@ -7,7 +7,9 @@ carries its key as the model-version tag ``training_key`` and its outcome (histo
 retrieval) as the run artifact ``outcome/outcome.json``. A Dagster re-materialisation whose key
 matches a registered version of a finished run returns that version instead of training again
 (and says so); a changed snapshot, setting, encoder or commit changes the key. Code with
-uncommitted changes (``.dirty``) or of unknown version has no key: it always trains.
+uncommitted changes (``.dirty``: tracked files under
+:data:`calliper_pipeline.provenance.CODE_PATHS`; docs do not count) or of unknown version has
+no key: it always trains.
 """
 
 from __future__ import annotations
