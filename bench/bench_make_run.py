@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     title = "First-run speed: `make run` on a fresh home, then again with nothing changed"
     section = Section(title + (" (--tiny)" if args.tiny else ""))
+    BENCH_HOME.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="calliper-make-run-", dir=BENCH_HOME) as tmp:
         home = args.home or Path(tmp)
         home.mkdir(parents=True, exist_ok=True)
