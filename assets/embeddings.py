@@ -67,6 +67,9 @@ def build_text_embeddings(cities: Cities) -> dg.AssetsDefinition:
                 "dagster/row_count": report.n_distinct,
                 "encoder_id": report.encoder_id,
                 "description_variant": config.description_variant,
+                # every text already in the shared cache: nothing was embedded
+                "cache_hit": report.n_embedded == 0,
+                "cache_covers": "encoder id, SHA-256 of each distinct text",
                 **numbers(
                     {
                         "n_input": report.n_input,

@@ -148,12 +148,14 @@ def test_text_embeddings_embed_only_new_texts(chain: Chain) -> None:
     n_texts = len(ALL_CATEGORIES) + 1  # every description and the empty-place text
     assert first["n_distinct"] == n_texts == first["n_embedded"]
     assert first["n_cached"] == 0 and first["encoder_id"] == "hashing-384-s0"
+    assert first["cache_hit"] is False
     second = chain.metadata("text_embeddings", chain.second)
     assert (second["n_distinct"], second["n_cached"], second["n_embedded"]) == (
         n_texts + 1,
         n_texts,
         1,
     )
+    assert second["cache_hit"] is False  # one new text was embedded
     new_hash = chain.metadata("pois", chain.second)["snapshot_hash"]
     assert new_hash == file_hash(chain.snapshot) != chain.first_hash
     drift = next(c for c in chain.second.get_asset_check_evaluations() if "mix" in c.check_name)
@@ -374,16 +376,25 @@ def test_evaluations_and_maps_are_cached_on_their_inputs(chain: Chain) -> None:
     assert first_luc["cache_hit"] is False and first_maps["cache_hit"] is False
     assert "probe" in first_luc["cache_covers"] and "snapshot" in first_maps["cache_covers"]
 
-    again = _materialise(chain, [luc, maps])
+    regions, texts = "region_embeddings", "text_embeddings"
+    again = _materialise(chain, [luc, maps, regions, texts])
     again_luc, again_maps = chain.metadata(luc, again), chain.metadata(maps, again)
+    assert chain.metadata(texts, again)["cache_hit"] is True  # every text already embedded
+    again_regions = chain.metadata(regions, again)
+    assert again_regions["cache_hit"] is False  # a new snapshot: the file is written again
+    assert "snapshot" in again_regions["cache_covers"]
     assert again_luc["cache_hit"] is True and again_luc["cache_key"] == first_luc["cache_key"]
     assert again_luc["luc_mlp_f1"] == first_luc["luc_mlp_f1"]
     assert again_luc["results_table"] == first_luc["results_table"]
     assert again_maps["cache_hit"] is False  # change_one_poi gave a new snapshot hash
     assert again_maps["cache_key"] != first_maps["cache_key"]
 
-    third = chain.metadata(maps, _materialise(chain, [maps]))
+    third_run = _materialise(chain, [maps, regions])
+    third = chain.metadata(maps, third_run)
     assert third["cache_hit"] is True and third["cache_key"] == again_maps["cache_key"]
+    third_regions = chain.metadata(regions, third_run)
+    assert third_regions["cache_hit"] is True
+    assert third_regions["cache_key"] == again_regions["cache_key"]
     assert third["cluster_map"] == again_maps["cluster_map"]
     tops = sorted(k for k in third if k.startswith("top_cells/"))
     assert len(tops) == 3 and [third[k] for k in tops] == [again_maps[k] for k in tops]
