@@ -133,6 +133,12 @@ FIDELITY += (
 
 FIDELITY += (
     Variant(
+        "default+own text+2x background",
+        presets.DEFAULT,
+        {"objective.include_own_text_head": True, "objective.background_fraction": 2.0},
+        "the two levers that each lifted the random split a little, together (640-d)",
+    ),
+    Variant(
         "default+unit heads",
         presets.DEFAULT,
         {"encoder.representation": "unit_heads"},
