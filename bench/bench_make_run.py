@@ -48,15 +48,7 @@ def _settings(home: Path) -> Any:
     """The settings a process with ``CALLIPER_HOME=home`` (and this environment) reads."""
     from calliper_pipeline import settings
 
-    saved = os.environ.get("CALLIPER_HOME")
-    os.environ["CALLIPER_HOME"] = str(home)
-    try:
-        return settings.from_env()
-    finally:
-        if saved is None:
-            os.environ.pop("CALLIPER_HOME", None)
-        else:
-            os.environ["CALLIPER_HOME"] = saved
+    return settings.from_env({**os.environ, "CALLIPER_HOME": str(home)})
 
 
 def _dagster_home(home: Path) -> Path:

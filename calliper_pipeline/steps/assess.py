@@ -276,11 +276,13 @@ class Cached:
     covers: tuple[str, ...]
 
 
-def _version_parts(version: RegisteredVersion) -> dict[str, Any]:
+def version_parts(version: RegisteredVersion) -> dict[str, Any]:
+    """The cache-key parts naming a model version: its URI and the MLflow run behind it."""
     return {"model_uri": version.model_uri, "run_id": version.run_id or ""}
 
 
-def _layer_hashes(data_root: Path, rel_paths: Sequence[str | None]) -> list[str]:
+def layer_hashes(data_root: Path, rel_paths: Sequence[str | None]) -> list[str]:
+    """Content hashes of the data layers ``rel_paths`` (relative to ``data_root``; None skipped)."""
     from calliper_pipeline.hashing import layer_hash
 
     return [layer_hash(data_root / rel) for rel in rel_paths if rel]
@@ -309,9 +311,9 @@ def cached_evaluation(
     ev = city.evaluation
     rel = ev.landuse_path if task == "luc" else ev.socioeconomic_path
     parts = {
-        **_version_parts(version),
+        **version_parts(version),
         "task": task,
-        "evaluation_file": _layer_hashes(data_root, [rel]),
+        "evaluation_file": layer_hashes(data_root, [rel]),
         "probe": asdict(probe_cfg),
         "code": code_fingerprint(*EVALUATION_CODE),
     }
@@ -367,13 +369,13 @@ def cached_maps(
     ev = city.evaluation
     layers = [city.boundary_path, ev.hex_grid_path if ev else None, ev.overlay_path if ev else None]
     parts = {
-        **_version_parts(version),
+        **version_parts(version),
         "queries": list(queries),
         "options": dict(options),
         "text_encoder": str(getattr(text_encoder, "encoder_id", type(text_encoder).__name__)),
         "city": asdict(city),
         "snapshot": snapshot_hash(city, data_root),
-        "layers": _layer_hashes(data_root, layers),
+        "layers": layer_hashes(data_root, layers),
         "code": code_fingerprint(*MAPS_CODE),
     }
 

@@ -27,7 +27,7 @@ import pandas as pd
 from calliper_pipeline.cities.cells import COL_CELL_ID, DEFAULT_CELL_SIZE_M, city_cells
 from calliper_pipeline.cities.spec import CitySpec
 from calliper_pipeline.constants import COL_LAT, COL_LON, WGS84_EPSG
-from calliper_pipeline.steps.assess import Cached
+from calliper_pipeline.steps.assess import Cached, layer_hashes, version_parts
 from calliper_pipeline.tracking.geofiles import file_metadata, write_geoparquet
 from calliper_pipeline.tracking.registry import RegisteredVersion
 from calliper_pipeline.tracking.runs import TrackingConfig
@@ -113,15 +113,18 @@ def write_region_embeddings(
     if cache_key is not None:
         extra["cache_key"] = cache_key
     path = write_geoparquet(gdf, region_path(out_dir, city.key, version.version), extra)
-    return _outcome(path, pd.DataFrame(gdf.drop(columns="geometry")), extra)
+    return _outcome(path, len(gdf), pd.DataFrame(gdf.drop(columns="geometry")), extra)
 
 
-def _outcome(path: Path, frame: pd.DataFrame, extra: dict[str, Any]) -> RegionEmbeddings:
+def _outcome(
+    path: Path, n_cells: int, frame: pd.DataFrame, extra: dict[str, Any]
+) -> RegionEmbeddings:
+    """What a region file holds; ``frame``: at least its first rows (geometry dropped)."""
     dim = int(extra["embedding_dim"])
     shown = [COL_CELL_ID, COL_LON, COL_LAT, *frame.columns[3 : 3 + min(dim, 4)]]
     return RegionEmbeddings(
         path=path,
-        n_cells=len(frame),
+        n_cells=n_cells,
         dim=dim,
         model_uri=str(extra["model_uri"]),
         metric_epsg=int(extra["metric_epsg"]),
@@ -138,7 +141,7 @@ def region_cache_key(
     from dataclasses import asdict
 
     from calliper_pipeline.constants import COL_SNAPSHOT_HASH
-    from calliper_pipeline.hashing import code_fingerprint, json_hash, layer_hash
+    from calliper_pipeline.hashing import code_fingerprint, json_hash
 
     ev = city.evaluation
     layers = [city.boundary_path, ev.hex_grid_path if ev else None]
@@ -146,11 +149,10 @@ def region_cache_key(
     if pois is not None and len(pois) and COL_SNAPSHOT_HASH in pois.columns:
         stored = str(pois[COL_SNAPSHOT_HASH].iloc[0])
     parts = {
-        "model_uri": version.model_uri,
-        "run_id": version.run_id or "",
+        **version_parts(version),
         "city": asdict(city),
         "snapshot": stored,
-        "layers": [layer_hash(Path(data_root) / rel) for rel in layers if rel],
+        "layers": layer_hashes(Path(data_root), layers),
         "code": code_fingerprint(*REGIONS_CODE),
     }
     return json_hash(parts), tuple(parts)
@@ -180,7 +182,11 @@ def cached_region_embeddings(
         if extra.get("cache_key") == key:
             import pyarrow.parquet as pq
 
-            frame = pq.read_table(path).drop(["geometry"]).to_pandas()
-            return Cached(_outcome(path, frame, extra), True, key, covers)
+            # a hit reads the row count and the preview's columns, not the embeddings
+            parquet = pq.ParquetFile(path)
+            names = parquet.schema_arrow.names[: 3 + min(int(extra["embedding_dim"]), 4)]
+            head = parquet.read_row_group(0, columns=names).slice(0, 5).to_pandas()
+            outcome = _outcome(path, parquet.metadata.num_rows, head, extra)
+            return Cached(outcome, True, key, covers)
     out = write_region_embeddings(city, data_root, version, tracking, out_dir, pois, key)
     return Cached(out, False, key, covers)
